@@ -1,0 +1,64 @@
+"""The `class-jax` command.
+
+Each subcommand lives in its own module, imported only when it runs (so `class-jax --help` stays fast and a
+missing optional dependency of one command never breaks another). A subcommand module provides:
+
+    add_arguments(parser: argparse.ArgumentParser) -> None
+    run(args: argparse.Namespace) -> int        # the process exit code
+
+and raises `class_jax.errors.UserError` for bad input, which is printed as one line (exit code 2).
+"""
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from class_jax.errors import UserError
+
+# name -> (module, one-line help), in pipeline order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("class_jax.checkpoints.convert_cli", "import HF / T5X checkpoints, export to HF, verify parity"),
+}
+
+
+def _top_level_help() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: class-jax COMMAND [ARGS...]", "",
+             "CLASS cross-lingual open-domain QA in JAX: mine, train, index, evaluate.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += ["", "Run `class-jax COMMAND --help` for a command's arguments."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script.
+
+    Args:
+        argv: command-line arguments without the program name; defaults to sys.argv[1:].
+
+    Returns:
+        The process exit code.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_top_level_help())
+        return 0
+    command = argv[0]
+    if command not in COMMANDS:
+        print(f"class-jax: error: unknown command {command!r}\n\n{_top_level_help()}", file=sys.stderr)
+        return 2
+    module_name, help_text = COMMANDS[command]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"class-jax {command}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except UserError as e:
+        print(f"class-jax {command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""SeqIO tasks and mixtures of class_jax (installed as `class_jax.tasks`)."""
