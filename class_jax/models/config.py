@@ -1,0 +1,88 @@
+"""Model hyper-parameters of the CLASS mT5 encoder-decoder."""
+
+import dataclasses
+from typing import Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Shape and behaviour of a CLASS model (mT5 / T5.1.1 blocks plus the retriever split).
+
+    The parameter tree follows T5X's `t5x/examples/t5/network.py` names exactly (so T5X checkpoints map 1:1), plus
+    `encoder/retriever/{query_proj,passage_proj}/kernel` and `encoder/retriever/layer_norm/scale`.
+
+    Attributes:
+      vocab_size: rows of the (untied) input embedding and columns of `decoder/logits_dense`.
+      emb_dim: d_model.
+      num_heads: attention heads.
+      head_dim: d_kv, the per-head size (heads * head_dim need not equal emb_dim).
+      mlp_dim: d_ff of the gated-GELU MLP.
+      num_encoder_layers: L of the encoder.
+      num_decoder_layers: layers of the decoder.
+      retriever_layer: B; layers [0, B) attend block-diagonally (query / passage separately), the retrieval
+        vectors are read at the input of layer B. None means num_encoder_layers // 2.
+      relative_attention_num_buckets: buckets of the T5 relative position bias.
+      relative_attention_max_distance: distance beyond which buckets saturate.
+      dropout_rate: dropout on embeddings, attention probabilities, sublayer outputs and the MLP hidden.
+      layer_norm_epsilon: RMSNorm epsilon.
+      mlp_activations: activations of the gated MLP branches (`wi_0`, `wi_1`); T5.1.1/mT5 use ("gelu", "linear").
+      dtype: compute dtype ("float32" or "bfloat16"); parameters are always stored in float32.
+      remat_policy: rematerialisation of each layer: "none", "full" (recompute everything), "minimal"
+        (save only matmul outputs without batch dims, i.e. `dots_with_no_batch_dims_saveable`).
+      retrieval_mode: "pooled" (CLASS: mean-pooled projected vectors) or "token" (ReAtt: one head's Q/K, max-sim).
+      retrieval_head: the head whose Q/K give token vectors in "token" mode.
+      token_score_position_bias: token mode: add the relative position bias of layer B to each q.k (ReAtt training).
+      token_score_length_norm: token mode: divide the max-sim sum by the number of query tokens.
+      retrieval_target_dropout: take the retrieval target from post-dropout attention probabilities, as the
+        released PyTorch code does (for bit-parity experiments only; the default is dropout-free).
+    """
+
+    vocab_size: int = 250112
+    emb_dim: int = 512
+    num_heads: int = 6
+    head_dim: int = 64
+    mlp_dim: int = 1024
+    num_encoder_layers: int = 8
+    num_decoder_layers: int = 8
+    retriever_layer: Optional[int] = None
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    dropout_rate: float = 0.1
+    layer_norm_epsilon: float = 1e-6
+    mlp_activations: tuple[str, ...] = ("gelu", "linear")
+    dtype: str = "float32"
+    remat_policy: str = "none"
+    retrieval_mode: str = "pooled"
+    retrieval_head: int = 0
+    token_score_position_bias: bool = False
+    token_score_length_norm: bool = False
+    retrieval_target_dropout: bool = False
+
+    @property
+    def retriever_layer_index(self) -> int:
+        """B, with the default L // 2 resolved."""
+        if self.retriever_layer is None:
+            return self.num_encoder_layers // 2
+        return self.retriever_layer
+
+    @property
+    def retrieval_dim(self) -> int:
+        """Size of a pooled retrieval vector: heads * head_dim (the projections' output)."""
+        return self.num_heads * self.head_dim
+
+    def validate(self) -> None:
+        """Raises ValueError naming the field when the configuration cannot be built."""
+        if not 0 <= self.retriever_layer_index <= self.num_encoder_layers:
+            raise ValueError(f"retriever_layer={self.retriever_layer} outside [0, {self.num_encoder_layers}]")
+        if self.retrieval_mode not in ("pooled", "token"):
+            raise ValueError(f"retrieval_mode={self.retrieval_mode!r}: expected 'pooled' or 'token'")
+        if self.retrieval_mode == "token" and not 0 <= self.retrieval_head < self.num_heads:
+            raise ValueError(f"retrieval_head={self.retrieval_head} outside [0, {self.num_heads})")
+        if self.retrieval_mode == "token" and self.retriever_layer_index == self.num_encoder_layers:
+            raise ValueError("token retrieval reads layer B's Q/K: retriever_layer must be < num_encoder_layers")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype={self.dtype!r}: expected 'float32' or 'bfloat16'")
+        if self.remat_policy not in ("none", "full", "minimal"):
+            raise ValueError(f"remat_policy={self.remat_policy!r}: expected 'none', 'full' or 'minimal'")
+        if len(self.mlp_activations) < 1:
+            raise ValueError("mlp_activations must name at least one activation")
