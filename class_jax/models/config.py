@@ -25,7 +25,10 @@ class ModelConfig:
       relative_attention_max_distance: distance beyond which buckets saturate.
       dropout_rate: dropout on embeddings, attention probabilities, sublayer outputs and the MLP hidden.
       layer_norm_epsilon: RMSNorm epsilon.
-      mlp_activations: activations of the gated MLP branches (`wi_0`, `wi_1`); T5.1.1/mT5 use ("gelu", "linear").
+      mlp_activations: activations of the MLP input branches, multiplied together. T5.1.1/mT5 use
+        ("gelu", "linear") with kernels `wi_0`, `wi_1`; one activation (T5 v1.0: ("relu",)) gives a single `wi`.
+      logits_via_embedding: tie the output projection to the input embedding (T5 v1.0), scaling the decoder
+        output by emb_dim**-0.5 first; mT5 and T5.1.1 use a separate `decoder/logits_dense` (False).
       dtype: compute dtype ("float32" or "bfloat16"); parameters are always stored in float32.
       remat_policy: rematerialisation of each layer: "none", "full" (recompute everything), "minimal"
         (save only matmul outputs without batch dims, i.e. `dots_with_no_batch_dims_saveable`).
@@ -50,6 +53,7 @@ class ModelConfig:
     dropout_rate: float = 0.1
     layer_norm_epsilon: float = 1e-6
     mlp_activations: tuple[str, ...] = ("gelu", "linear")
+    logits_via_embedding: bool = False
     dtype: str = "float32"
     remat_policy: str = "none"
     retrieval_mode: str = "pooled"
