@@ -1,0 +1,289 @@
+"""CLASSModel: the BaseModel the trainer drives — FiD reader + retriever, their losses, decoding, FLOPs.
+
+Batch features (all int32 unless said otherwise):
+  query_tokens           [B, Lq]      the (target-language) question, `question: {q}`, no EOS, 0-padded.
+  passage_tokens         [B, k, Lp]   `title: {t} context: {c}` + EOS per passage; an all-zero row is an empty slot.
+  decoder_input_tokens   [B, La]      answer shifted right (starts with 0).
+  decoder_target_tokens  [B, La]      answer + EOS.
+  decoder_loss_weights   [B, La]      1 on target tokens.
+Stage 1 (CLR-PT) adds:
+  english_query_tokens   [B, Lq]      the parallel English cloze.
+  teacher_scores         [B, k] float (own passages only; other queries' passages are in-batch negatives the
+                         teacher did not score) or [B, B*k] float (every query against every passage).
+  teacher_reader_scores  [B, k] float (optional; the teacher reader's passage distribution logits).
+"""
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from class_jax.models import decoding
+from class_jax.models import losses
+from class_jax.models import scoring
+from class_jax.models.base import BaseModel
+from class_jax.models.config import ModelConfig
+from class_jax.models.network import Transformer
+
+Array = jax.Array
+PyTree = Any
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Which loss terms are on and how they are weighted.
+
+    Attributes:
+      stage: "reader" (stage 2 and fine-tuning: CE + alpha * KL(reader target ‖ retriever)) or "clr_pt"
+        (stage 1: CE + alpha * [KL(T‖S_en) + KL(T‖S_xx) + KL(sg(S_en)‖S_xx)] over the global batch).
+      alpha: weight of the retrieval KL terms (8 in the paper).
+      ce_weight: weight of the answer cross-entropy.
+      label_smoothing: of the answer cross-entropy.
+      teacher_temperature: stage 1: softmax temperature applied to teacher scores.
+      kl_teacher_en / kl_teacher_xx / kl_en_xx: stage-1 terms, each switchable.
+      decoder_teacher_kl: stage 1: add alpha * KL(softmax(teacher_reader_scores) ‖ student reader distribution).
+      answer_alignment_kl: stage 1: also decode from the English query and add
+        KL(sg(P_en(answer)) ‖ P_xx(answer)) per answer token.
+      reader_retriever_kl: stage 1: also add the stage-2 KL(reader target ‖ S_xx over own passages).
+    """
+
+    stage: str = "reader"
+    alpha: float = 8.0
+    ce_weight: float = 1.0
+    label_smoothing: float = 0.0
+    teacher_temperature: float = 1.0
+    kl_teacher_en: bool = True
+    kl_teacher_xx: bool = True
+    kl_en_xx: bool = True
+    decoder_teacher_kl: bool = False
+    answer_alignment_kl: bool = False
+    reader_retriever_kl: bool = False
+
+
+@gin.configurable
+class CLASSModel(BaseModel):
+    """One mT5 that retrieves (first B encoder layers) and reads (FiD), trained as in CLASS."""
+
+    def __init__(self, config: ModelConfig = gin.REQUIRED, loss_config: LossConfig = LossConfig(),
+                 max_decode_length: int = 50, num_beams: int = 1, eos_id: int = 1, token_chunk_size: int = 256):
+        """Builds the model.
+
+        Args:
+          config: network hyper-parameters.
+          loss_config: loss terms.
+          max_decode_length: answers are at most this many tokens.
+          num_beams: 1 = greedy decoding, more = beam search.
+          eos_id: end-of-sequence id of the vocabulary.
+          token_chunk_size: token (ReAtt) mode: passages scored per chunk (bounds memory).
+        """
+        config.validate()
+        self.config = config
+        self.loss_config = loss_config
+        self.module = Transformer(config)
+        self.max_decode_length = max_decode_length
+        self.num_beams = num_beams
+        self.eos_id = eos_id
+        self.token_chunk_size = token_chunk_size
+
+    # ----------------------------------------------------------------------------------------------- init
+    def get_initial_variables(self, rng: Array, input_shapes: Mapping[str, tuple[int, ...]],
+                              input_types: Optional[Mapping[str, Any]] = None) -> PyTree:
+        del input_types
+        dummy = {name: jnp.ones(input_shapes[name], jnp.int32)
+                 for name in ("query_tokens", "passage_tokens", "decoder_input_tokens")}
+        return self.module.init({"params": rng, "dropout": rng}, dummy["query_tokens"], dummy["passage_tokens"],
+                                dummy["decoder_input_tokens"], deterministic=True)
+
+    # ---------------------------------------------------------------------------------------- retrieval
+    def _apply(self, params: PyTree, *args, method: str, rngs: Optional[dict] = None, **kwargs):
+        return self.module.apply({"params": params}, *args, method=method, rngs=rngs or {}, **kwargs)
+
+    def encode_for_retrieval(self, params: PyTree, tokens: Array, is_query: bool) -> dict[str, Array]:
+        """Retrieval representation of standalone queries or passages (the index path).
+
+        Returns:
+          pooled mode: {"vectors": [n, retrieval_dim]}; token mode: {"tokens": [n, len, head_dim] (Q for
+          queries, K for passages), "valid": [n, len]}.
+        """
+        readout = self._apply(params, tokens, method="retrieval_readout")
+        return self._vectors(params, readout, is_query)
+
+    def _vectors(self, params: PyTree, readout: dict[str, Array], is_query: bool) -> dict[str, Array]:
+        if self.config.retrieval_mode == "pooled":
+            return {"vectors": self._apply(params, readout, is_query, method="pooled_vectors")}
+        return {"tokens": readout["token_query" if is_query else "token_key"], "valid": readout["valid"]}
+
+    def score(self, params: PyTree, queries: dict[str, Array], passages: dict[str, Array],
+              query_length: Optional[int] = None) -> Array:
+        """Scores every query against every passage: [queries, passages].
+
+        Args:
+          params: parameters.
+          queries / passages: outputs of `encode_for_retrieval` (passages may have extra leading dims; they are
+            flattened).
+          query_length: token mode with position bias: the query slot length Lq (passage positions start there).
+        """
+        if self.config.retrieval_mode == "pooled":
+            p = passages["vectors"]
+            return scoring.dot_scores(queries["vectors"], p.reshape(-1, p.shape[-1]))
+        p_tokens, p_valid = passages["tokens"], passages["valid"]
+        p_tokens = p_tokens.reshape((-1,) + p_tokens.shape[-2:])
+        p_valid = p_valid.reshape((-1, p_valid.shape[-1]))
+        bias = None
+        if self.config.token_score_position_bias:
+            q_len, p_len = queries["tokens"].shape[1], p_tokens.shape[1]
+            offset = q_len if query_length is None else query_length
+            bias = self._apply(params, np.arange(q_len), offset + np.arange(p_len),
+                               method="relative_bias")[self.config.retrieval_head]
+        return scoring.maxsim_scores(queries["tokens"], queries["valid"], p_tokens, p_valid, bias,
+                                     self.config.token_score_length_norm, self.token_chunk_size)
+
+    # ------------------------------------------------------------------------------------------- losses
+    def _forward(self, params: PyTree, query_tokens: Array, batch: Mapping[str, Array],
+                 dropout_rng: Optional[Array]) -> dict[str, Array]:
+        return self.module.apply({"params": params}, query_tokens, batch["passage_tokens"],
+                                 batch["decoder_input_tokens"], deterministic=dropout_rng is None,
+                                 rngs={"dropout": dropout_rng} if dropout_rng is not None else {})
+
+    def loss_fn(self, params: PyTree, batch: Mapping[str, Array],
+                dropout_rng: Optional[Array]) -> tuple[Array, dict[str, Array]]:
+        cfg = self.loss_config
+        k = batch["passage_tokens"].shape[1]
+        out = self._forward(params, batch["query_tokens"], batch, dropout_rng)
+        ce, num_tokens, correct = losses.cross_entropy(out["logits"], batch["decoder_target_tokens"],
+                                                       batch["decoder_loss_weights"], cfg.label_smoothing)
+        metrics = {"loss/ce": ce, "accuracy": correct / jnp.maximum(num_tokens, 1.0), "num_tokens": num_tokens}
+        loss = cfg.ce_weight * ce
+        passage_present = jnp.any(batch["passage_tokens"] > 0, axis=-1)  # [B, k]
+        query_side = self._vectors(params, out["query_readout"], True)
+        passage_side = self._vectors(params, out["passage_readout"], False)
+        target = losses.retrieval_target(out["cross_probs"], out["encoded_valid"], k)
+
+        if cfg.stage == "reader" or cfg.reader_retriever_kl:
+            own = self._own_scores(params, query_side, passage_side)
+            kl = losses.reader_retriever_kl(target, own, passage_present)
+            metrics["loss/kl_reader_retriever"] = kl
+            loss = loss + cfg.alpha * kl
+        if cfg.stage == "clr_pt":
+            loss = loss + self._clr_pt_terms(params, batch, out, query_side, passage_side, passage_present,
+                                             target, dropout_rng, metrics)
+        elif cfg.stage != "reader":
+            raise ValueError(f"LossConfig.stage={cfg.stage!r}: expected 'reader' or 'clr_pt'")
+        metrics["loss"] = loss
+        return loss, metrics
+
+    def _own_scores(self, params: PyTree, query_side: dict[str, Array], passage_side: dict[str, Array]) -> Array:
+        """Each query against its own k passages: [B, k]."""
+        if self.config.retrieval_mode == "pooled":
+            return scoring.own_passage_scores(query_side["vectors"], passage_side["vectors"])
+
+        def one_query(query: dict[str, Array], passages: dict[str, Array]) -> Array:
+            single = jax.tree_util.tree_map(lambda x: x[None], query)
+            return self.score(params, single, passages)[0]
+
+        return jax.vmap(one_query)(query_side, passage_side)
+
+    def _clr_pt_terms(self, params: PyTree, batch: Mapping[str, Array], out: dict[str, Array],
+                      query_side: dict[str, Array], passage_side: dict[str, Array], passage_present: Array,
+                      target: Array, dropout_rng: Optional[Array], metrics: dict[str, Array]) -> Array:
+        cfg = self.loss_config
+        num_queries, k = passage_present.shape
+        english = self.encode_for_retrieval(params, batch["english_query_tokens"], is_query=True)
+        s_xx = self.score(params, query_side, passage_side)  # [B, B*k]
+        s_en = self.score(params, english, passage_side)
+        mask = jnp.broadcast_to(passage_present.reshape(1, -1), s_xx.shape)
+        teacher = batch["teacher_scores"].astype(jnp.float32)
+        if teacher.shape[1] == k:  # own passages only: place them on the block diagonal, mask the rest
+            own_block = jnp.eye(num_queries, dtype=bool)[:, :, None]
+            teacher = jnp.where(own_block, teacher[:, None, :], 0.0).reshape(num_queries, num_queries * k)
+            teacher_mask = jnp.broadcast_to(own_block, (num_queries, num_queries, k)).reshape(num_queries, -1)
+        else:
+            teacher_mask = jnp.ones_like(mask)
+        terms = losses.clr_pt_retrieval_losses(teacher, s_en, s_xx, mask & teacher_mask, cfg.teacher_temperature)
+        total = 0.0
+        for name, enabled in (("kl_teacher_en", cfg.kl_teacher_en), ("kl_teacher_xx", cfg.kl_teacher_xx),
+                              ("kl_en_xx", cfg.kl_en_xx)):
+            metrics[f"loss/{name}"] = terms[name]
+            total = total + (cfg.alpha * terms[name] if enabled else 0.0)
+        if cfg.decoder_teacher_kl:
+            teacher_reader = jax.nn.softmax(jnp.where(passage_present, batch["teacher_reader_scores"], -1e9), -1)
+            kl = losses.kl_divergence(teacher_reader, jnp.log(jnp.maximum(target, 1e-20)), passage_present)
+            metrics["loss/kl_decoder_teacher"] = kl
+            total = total + cfg.alpha * kl
+        if cfg.answer_alignment_kl:
+            english_out = self._forward(params, batch["english_query_tokens"], batch, dropout_rng)
+            kl = losses.token_distribution_kl(english_out["logits"], out["logits"], batch["decoder_loss_weights"])
+            metrics["loss/kl_answer_alignment"] = kl
+            total = total + cfg.alpha * kl
+        return total
+
+    # ------------------------------------------------------------------------------------------ decoding
+    def _step_fn(self, params: PyTree, encoded: Array, encoded_valid: Array):
+        def step(cache, tokens):
+            (logits, _), mutated = self.module.apply(
+                {"params": params, "cache": cache}, encoded, encoded_valid, tokens, True, True,
+                method="decode", mutable=["cache"])
+            return logits[:, -1], mutated["cache"]
+        return step
+
+    def _init_cache(self, params: PyTree, encoded: Array, encoded_valid: Array) -> PyTree:
+        dummy = jnp.zeros((encoded.shape[0], self.max_decode_length), jnp.int32)
+        _, mutated = self.module.apply({"params": params}, encoded, encoded_valid, dummy, True, True,
+                                       method="decode", mutable=["cache"])
+        return mutated["cache"]
+
+    def predict_batch(self, params: PyTree, batch: Mapping[str, Array], rng: Optional[Array] = None) -> Array:
+        """Decodes answers [B, max_decode_length] (greedy, or the best beam) from the encoded pairs."""
+        del rng
+        enc = self._apply(params, batch["query_tokens"], batch["passage_tokens"], method="encode_pairs")
+        encoded, valid = enc["encoded"], enc["encoded_valid"]
+        batch_size = encoded.shape[0]
+        if self.num_beams == 1:
+            cache = self._init_cache(params, encoded, valid)
+            return decoding.greedy_decode(self._step_fn(params, encoded, valid), cache, batch_size,
+                                          self.max_decode_length, self.eos_id)
+        encoded = jnp.repeat(encoded, self.num_beams, axis=0)
+        valid = jnp.repeat(valid, self.num_beams, axis=0)
+        cache = self._init_cache(params, encoded, valid)
+        tokens, _ = decoding.beam_search(self._step_fn(params, encoded, valid), cache, batch_size,
+                                         self.num_beams, self.max_decode_length, self.eos_id)
+        return tokens[:, 0]
+
+    def score_batch(self, params: PyTree, batch: Mapping[str, Array]) -> Array:
+        """Log-likelihood of each example's target tokens: [B]."""
+        out = self._forward(params, batch["query_tokens"], batch, None)
+        log_probs = jax.nn.log_softmax(out["logits"], axis=-1)
+        target_lp = jnp.take_along_axis(log_probs, batch["decoder_target_tokens"][..., None], -1)[..., 0]
+        return jnp.sum(target_lp * batch["decoder_loss_weights"], axis=-1)
+
+    # --------------------------------------------------------------------------------------------- FLOPs
+    def flops_per_step(self, input_shapes: Mapping[str, tuple[int, ...]]) -> float:
+        """Matmul FLOPs of forward + backward (3x forward) of one FiD batch of these shapes."""
+        cfg = self.config
+        batch, k, passage_len = input_shapes["passage_tokens"]
+        query_len = input_shapes["query_tokens"][1]
+        answer_len = input_shapes["decoder_input_tokens"][1]
+        inner, emb, mlp = cfg.num_heads * cfg.head_dim, cfg.emb_dim, cfg.mlp_dim
+        branches = len(cfg.mlp_activations)
+        per_token_dense = 2 * (4 * emb * inner + (branches + 1) * emb * mlp)
+
+        def attention(q_len: int, k_len: int) -> int:
+            return 2 * 2 * q_len * k_len * inner  # QK^T and PV
+
+        lower, upper = cfg.retriever_layer_index, cfg.num_encoder_layers - cfg.retriever_layer_index
+        pair_len = query_len + passage_len
+        encoder = lower * (batch * query_len * per_token_dense + batch * attention(query_len, query_len)
+                           + batch * k * (passage_len * per_token_dense + attention(passage_len, passage_len)))
+        encoder += upper * batch * k * (pair_len * per_token_dense + attention(pair_len, pair_len))
+        enc_len = k * pair_len
+        cross_kv = 2 * 2 * enc_len * emb * inner
+        decoder_layer = (answer_len * (per_token_dense + 2 * 2 * emb * inner) + attention(answer_len, answer_len)
+                         + cross_kv + attention(answer_len, enc_len))
+        decoder = batch * (cfg.num_decoder_layers * decoder_layer + 2 * answer_len * emb * cfg.vocab_size)
+        retrieval = 2 * batch * (k + 1) * emb * cfg.retrieval_dim if cfg.retrieval_mode == "pooled" else 0
+        return 3.0 * float(encoder + decoder + retrieval)

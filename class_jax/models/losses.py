@@ -1,0 +1,124 @@
+"""Losses of CLASS: answer cross-entropy, retrieval distillation KLs, and the retrieval target.
+
+All functions are pure jnp over float32 and take explicit masks: an entry of a score matrix that is masked out
+(an empty passage slot, a passage the teacher did not score) takes no probability mass on either side of a KL.
+"""
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+_MASKED = -1e9
+
+
+def cross_entropy(logits: Array, targets: Array, weights: Array,
+                  label_smoothing: float = 0.0) -> tuple[Array, Array, Array]:
+    """Token-level cross-entropy.
+
+    Args:
+      logits: [batch, len, vocab] float32.
+      targets: [batch, len] int ids.
+      weights: [batch, len] 0/1 loss weights (0 at pads).
+      label_smoothing: mass spread uniformly over the vocabulary.
+
+    Returns:
+      (mean loss over weighted tokens, number of weighted tokens, number of correct argmax predictions).
+    """
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    target_log_probs = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    if label_smoothing:
+        token_loss = -(1.0 - label_smoothing) * target_log_probs - label_smoothing * jnp.mean(log_probs, -1)
+    else:
+        token_loss = -target_log_probs
+    weights = weights.astype(jnp.float32)
+    num_tokens = jnp.sum(weights)
+    loss = jnp.sum(token_loss * weights) / jnp.maximum(num_tokens, 1.0)
+    correct = jnp.sum((jnp.argmax(logits, -1) == targets) * weights)
+    return loss, num_tokens, correct
+
+
+def masked_log_softmax(scores: Array, mask: Array) -> Array:
+    """log softmax over the last axis restricted to `mask` (masked entries get a very low log-probability)."""
+    return jax.nn.log_softmax(jnp.where(mask, scores.astype(jnp.float32), _MASKED), axis=-1)
+
+
+def kl_divergence(target_probs: Array, log_probs: Array, mask: Array) -> Array:
+    """Mean over rows of KL(target ‖ q) = Σ t (log t − log q), restricted to mask.
+
+    Rows whose mask is empty contribute zero and are not counted.
+
+    Args:
+      target_probs: [..., n] target distribution (rows sum to 1 over the mask); treated as given (no gradient
+        is stopped here: callers decide).
+      log_probs: [..., n] log of the predicted distribution.
+      mask: [..., n] bool.
+
+    Returns:
+      Scalar mean KL over non-empty rows.
+    """
+    target_probs = jnp.where(mask, target_probs, 0.0)
+    per_row = jnp.sum(jnp.where(mask, jax.scipy.special.xlogy(target_probs, target_probs)
+                                - target_probs * log_probs, 0.0), axis=-1)
+    rows = jnp.any(mask, axis=-1).astype(jnp.float32)
+    return jnp.sum(per_row * rows) / jnp.maximum(jnp.sum(rows), 1.0)
+
+
+def retrieval_target(cross_probs: Array, encoded_valid: Array, num_passages: int) -> Array:
+    """The reader's passage distribution, used as the retriever's target.
+
+    Cross-attention probabilities of the last decoder layer at the first decoder position, summed over each
+    (query, passage) pair's tokens, averaged over heads; gradients stopped.
+
+    Args:
+      cross_probs: [batch, heads, dec_len, k * pair_len] attention probabilities (pads already ~0).
+      encoded_valid: [batch, k * pair_len] bool.
+      num_passages: k.
+
+    Returns:
+      [batch, k] distribution over the k passages (rows sum to 1 up to masking).
+    """
+    first = cross_probs[:, :, 0, :] * encoded_valid[:, None, :]
+    batch, heads, enc_len = first.shape
+    per_passage = first.reshape(batch, heads, num_passages, enc_len // num_passages).sum(-1)
+    return jax.lax.stop_gradient(per_passage.mean(axis=1))
+
+
+def reader_retriever_kl(target: Array, scores: Array, mask: Array) -> Array:
+    """KL(target ‖ softmax(scores)) over each query's own k passages (stages 2 and fine-tuning)."""
+    return kl_divergence(target, masked_log_softmax(scores, mask), mask)
+
+
+def clr_pt_retrieval_losses(teacher_scores: Array, student_en: Array, student_xx: Array, mask: Array,
+                            teacher_temperature: float = 1.0) -> dict[str, Array]:
+    """The stage-1 retrieval terms over the global batch (DESIGN §1.2).
+
+    Each matrix is [queries, candidate passages] — every query against every query's passages.
+
+    Args:
+      teacher_scores: frozen teacher scores T (divided by `teacher_temperature` before the softmax).
+      student_en: student scores for the English queries, S_en.
+      student_xx: student scores for the target-language queries, S_xx.
+      mask: bool, which (query, passage) entries take part (False for empty slots and unscored entries).
+      teacher_temperature: softmax temperature of the teacher.
+
+    Returns:
+      {"kl_teacher_en": KL(T ‖ S_en), "kl_teacher_xx": KL(T ‖ S_xx),
+       "kl_en_xx": KL(stopgrad(S_en) ‖ S_xx)}.
+    """
+    teacher = jax.nn.softmax(jnp.where(mask, teacher_scores / teacher_temperature, _MASKED), axis=-1)
+    log_en = masked_log_softmax(student_en, mask)
+    log_xx = masked_log_softmax(student_xx, mask)
+    return {
+        "kl_teacher_en": kl_divergence(teacher, log_en, mask),
+        "kl_teacher_xx": kl_divergence(teacher, log_xx, mask),
+        "kl_en_xx": kl_divergence(jax.lax.stop_gradient(jnp.exp(log_en)), log_xx, mask),
+    }
+
+
+def token_distribution_kl(target_logits: Array, logits: Array, weights: Array) -> Array:
+    """Mean over weighted positions of KL(softmax(stopgrad(target_logits)) ‖ softmax(logits)) (answer alignment)."""
+    target = jax.nn.softmax(jax.lax.stop_gradient(target_logits.astype(jnp.float32)), axis=-1)
+    log_q = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    per_token = jnp.sum(jax.scipy.special.xlogy(target, target) - target * log_q, axis=-1)
+    weights = weights.astype(jnp.float32)
+    return jnp.sum(per_token * weights) / jnp.maximum(jnp.sum(weights), 1.0)
