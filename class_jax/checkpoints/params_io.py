@@ -15,7 +15,6 @@ import dataclasses
 import json
 import pathlib
 import shutil
-import uuid
 from typing import Any, Mapping, Optional
 
 import jax
@@ -23,7 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax.core import meta
 
-from class_jax.checkpoints import param_layout
+from class_jax.checkpoints import atomic_dir, param_layout
 from class_jax.checkpoints.import_report import ImportReport
 from class_jax.errors import UserError
 from class_jax.models.config import ModelConfig
@@ -94,14 +93,9 @@ def save_params(directory: pathlib.Path, params: Mapping[str, Any], config: Mode
     Raises:
       UserError: the directory exists (without overwrite), or params do not match config.
     """
-    directory = pathlib.Path(directory).absolute()
-    if directory.exists() and not overwrite:
-        raise UserError(f"{directory} already exists (pass overwrite / --overwrite to replace it)")
     tree = _float32_numpy_tree(params, config)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
+    directory = pathlib.Path(directory).absolute()
+    with atomic_dir.staged_directory(directory, overwrite) as staging:
         (staging / CONFIG_FILE).write_text(json.dumps(config_to_json(config), indent=2) + "\n")
         with ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save(staging / PARAMS_DIR, tree)
@@ -110,16 +104,6 @@ def save_params(directory: pathlib.Path, params: Mapping[str, Any], config: Mode
             shutil.copyfile(spiece_model, staging / SPIECE_FILE)
         if report is not None:
             report.write(staging)
-        if directory.exists():
-            retired = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
-            directory.rename(retired)
-            staging.rename(directory)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(directory)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return directory
 
 
