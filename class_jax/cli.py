@@ -19,6 +19,10 @@ from class_jax.errors import UserError
 # name -> (module, one-line help), in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("class_jax.checkpoints.convert_cli", "import HF / T5X checkpoints, export to HF, verify parity"),
+    "eval-xor-retrieve": ("class_jax.evaluation.commands.eval_xor_retrieve", "XOR-Retrieve R@2kt / R@5kt (official)"),
+    "eval-xor-full": ("class_jax.evaluation.commands.eval_xor_full", "XOR-Full F1 / EM / BLEU (official)"),
+    "eval-xor-engspan": ("class_jax.evaluation.commands.eval_xor_engspan", "XOR-EnglishSpan F1 / EM (official)"),
+    "eval-mkqa": ("class_jax.evaluation.commands.eval_mkqa", "MKQA F1 (CLASS/CORA rule; Apple's metric)"),
 }
 
 
