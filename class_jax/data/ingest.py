@@ -1,0 +1,375 @@
+"""Ingestion of one language's Wikipedia dump into the corpus format of `corpus_io`.
+
+Two streaming passes over the dump:
+  1. titles and redirects (cheap: no wikitext parsing) -> pages.tsv.gz, redirects.tsv.gz;
+  2. articles: wikitext cleaned, links resolved through the redirects, passages cut -> shards of
+     articles/passages, each shard written atomically and marked complete by shards/shard-NNNNN.json.
+A killed run resumes: pass 1 is reused when its outputs exist, completed shards are skipped (their pages are read
+but not parsed again). manifest.json, written last, says the language is complete; a rerun with the same dump and
+settings then does nothing.
+
+Memory: constant in the dump size except for the title set and redirect table of pass 1, which grow with the
+number of pages (about 1-2 GB for English Wikipedia).
+"""
+
+import collections
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import re
+import shutil
+from typing import Any, Callable, Iterator
+
+from class_jax.data import corpus_io, dump_reader, entities, passages, wiki_languages
+from class_jax.data.titles import NamespaceTable, RedirectTable, normalize_title
+from class_jax.data.types import Article
+from class_jax.data.wikitext_cleaner import WikitextCleaner
+from class_jax.errors import UserError
+
+_LANG_CODE = re.compile(r"^[a-z]{2,3}(?:-[a-z]+)*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestSettings:
+    """Knobs of the ingestion; they are part of the resume fingerprint.
+
+    Attributes:
+      pages_per_shard: dump pages (of any namespace) per output shard.
+      units_per_passage: words (characters for space-less scripts) per passage; None = the language default.
+      passages_from_disambiguation: cut passages from disambiguation pages too (DPR dropped them).
+      drop_red_links: drop links whose target page is not in the dump (they are counted either way).
+      invalid_bytes: "error" stops at bytes invalid in the dump's encoding; "replace" substitutes and counts.
+    """
+
+    pages_per_shard: int = 10000
+    units_per_passage: int | None = None
+    passages_from_disambiguation: bool = False
+    drop_red_links: bool = False
+    invalid_bytes: str = "error"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Progress:
+    """A tqdm bar over compressed bytes, or nothing."""
+
+    def __init__(self, enabled: bool, total: int, description: str):
+        self._bar = None
+        if enabled:
+            import tqdm  # Imported here: only the CLI shows bars.
+            self._bar = tqdm.tqdm(total=total, unit="B", unit_scale=True, desc=description, leave=True)
+
+    def update_to(self, position: int) -> None:
+        if self._bar is not None:
+            self._bar.update(position - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _check_language(lang: str, site_info: dump_reader.SiteInfo, path: str) -> None:
+    expected = lang.replace("-", "_") + "wiki"
+    if site_info.dbname and site_info.dbname != expected:
+        raise UserError(f"{path}: the dump is {site_info.dbname!r} but --lang is {lang!r} (expected {expected!r})")
+
+
+class DumpIngester:
+    """Ingests one dump of one language under a corpus root.
+
+    Args:
+      dump_path: the pages-articles XML dump.
+      root: the corpus root (the language goes to ROOT/<lang>/).
+      lang: the dump's language code.
+      settings: ingestion settings.
+      progress: show tqdm bars.
+      overwrite: discard an earlier, different ingestion of this language instead of refusing.
+    """
+
+    def __init__(self, dump_path: str, root: str | os.PathLike, lang: str,
+                 settings: IngestSettings = IngestSettings(), progress: bool = False, overwrite: bool = False):
+        if not _LANG_CODE.match(lang):
+            raise UserError(f"--lang {lang!r} is not a Wikipedia language code")
+        if not os.path.isfile(dump_path):
+            raise UserError(f"{dump_path}: no such file")
+        if settings.pages_per_shard <= 0:
+            raise UserError(f"pages per shard must be positive, got {settings.pages_per_shard}")
+        self.dump_path = dump_path
+        self.lang = lang
+        self.root = pathlib.Path(root)
+        self.folder = corpus_io.language_dir(root, lang)
+        self.settings = settings
+        self.progress = progress
+        self.overwrite = overwrite
+        self.profile = wiki_languages.profile_for(lang)
+        self.units_per_passage = settings.units_per_passage or self.profile.units_per_passage
+        self.fingerprint = {"dump": os.path.basename(dump_path), "dump_bytes": os.path.getsize(dump_path),
+                            "lang": lang, "settings": settings.to_json(),
+                            "format_version": corpus_io.FORMAT_VERSION}
+
+    # -- orchestration ---------------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, int]:
+        """Runs (or resumes) the ingestion.
+
+        Returns:
+          The counts of the whole language (also stored in manifest.json); `resumed_shards` says how many shards
+          an earlier run had completed, `already_complete` is 1 when nothing had to be done.
+
+        Raises:
+          UserError: bad dump, or an earlier ingestion of this language with another dump or other settings.
+        """
+        manifest_path = self.folder / "manifest.json"
+        state_path = self.folder / "ingest_state.json"
+        self._claim_folder(manifest_path, state_path)
+        if manifest_path.is_file():
+            counts = dict(corpus_io.read_manifest(self.root, self.lang)["counts"])
+            counts["already_complete"] = 1
+            return counts
+        corpus_io.remove_partial_files(self.folder)
+        corpus_io.write_json(state_path, self.fingerprint)
+        titles, redirects, pass1_counts = self._titles_and_redirects()
+        shard_counts, resumed = self._articles(titles, redirects)
+        counts = collections.Counter(pass1_counts)
+        counts.update(shard_counts)
+        counts["resumed_shards"] = resumed
+        self._merge_inline_langlinks()
+        corpus_io.write_json(manifest_path, {
+            **self.fingerprint, "counts": dict(sorted(counts.items())),
+            "units_per_passage": self.units_per_passage, "char_units": self.profile.char_units,
+            "shards": sorted(path.name for path in (self.folder / "shards").glob("shard-*.json")),
+        })
+        return dict(counts)
+
+    def _claim_folder(self, manifest_path: pathlib.Path, state_path: pathlib.Path) -> None:
+        """Refuses (or, with overwrite, clears) a folder holding another ingestion of this language."""
+        for path in (manifest_path, state_path):
+            if not path.is_file():
+                continue
+            with open(path, encoding="utf-8") as f:
+                recorded = json.load(f)
+            recorded_fingerprint = {key: recorded.get(key) for key in self.fingerprint}
+            if recorded_fingerprint == self.fingerprint:
+                return
+            if not self.overwrite:
+                raise UserError(f"{self.folder}: holds an ingestion of {recorded.get('dump')!r} with other settings "
+                                f"({recorded_fingerprint} != {self.fingerprint}); pass --overwrite to replace it")
+            shutil.rmtree(self.folder)
+            return
+
+    def _pages(self, description: str) -> Iterator[dump_reader.RawPage]:
+        """The dump's pages with a progress bar; checks the dump's language on the way."""
+        bar = _Progress(self.progress, os.path.getsize(self.dump_path), description)
+        reader = dump_reader.DumpReader(self.dump_path, invalid_bytes=self.settings.invalid_bytes,
+                                        on_progress=bar.update_to)
+        self._reader = reader
+        checked = False
+        try:
+            for page in reader.pages():
+                if not checked:
+                    _check_language(self.lang, reader.site_info, self.dump_path)
+                    checked = True
+                yield page
+            bar.update_to(os.path.getsize(self.dump_path))
+        finally:
+            bar.close()
+
+    # -- pass 1 ------------------------------------------------------------------------------------------------------
+
+    def _titles_and_redirects(self) -> tuple[set[str], RedirectTable, dict[str, int]]:
+        pass1_path = self.folder / "pass1.json"
+        pages_path, redirects_path = self.folder / "pages.tsv.gz", self.folder / "redirects.tsv.gz"
+        if pass1_path.is_file() and pages_path.is_file() and redirects_path.is_file():
+            titles = entities.load_article_titles(self.root, self.lang)
+            redirects = entities.load_redirects(self.root, self.lang)
+            with open(pass1_path, encoding="utf-8") as f:
+                return titles, redirects, json.load(f)
+        counts: collections.Counter = collections.Counter()
+        titles: set[str] = set()
+        redirects = RedirectTable()
+        namespaces: NamespaceTable | None = None
+
+        def page_rows() -> Iterator[tuple[int, str, str]]:
+            nonlocal namespaces
+            for page in self._pages("pass 1/2: titles, redirects"):
+                counts["pages"] += 1
+                if namespaces is None:
+                    info = self._reader.site_info
+                    namespaces = NamespaceTable(self.lang, info.namespaces, info.first_letter_case)
+                if page.namespace != wiki_languages.MAIN_NAMESPACE:
+                    counts["skipped_other_namespace"] += 1
+                    continue
+                title = normalize_title(page.title, namespaces.first_letter_case)
+                redirect = page.redirect_target
+                if redirect is None:
+                    redirect = _redirect_from_text(page.text, self.profile.redirect_words)
+                if redirect is not None:
+                    counts["redirects"] += 1
+                    number, rest = namespaces.split_namespace(normalize_title(redirect))
+                    target = normalize_title(rest, namespaces.first_letter_case)
+                    if number != wiki_languages.MAIN_NAMESPACE or not target:
+                        counts["redirects_to_other_namespace"] += 1
+                    else:
+                        redirects.add(title, target)
+                    yield page.page_id, title, "redirect"
+                    continue
+                if title in titles:
+                    counts["skipped_duplicate_title"] += 1
+                    continue
+                titles.add(title)
+                counts["main_namespace_pages"] += 1
+                yield page.page_id, title, "article"
+
+        corpus_io.write_tsv(pages_path, ["page_id", "title", "kind"], page_rows())
+        rows = []
+        for title, target, final in redirects.resolve_all():
+            if final is None:
+                counts["redirects_loop"] += 1
+            elif final not in titles:
+                counts["redirects_broken"] += 1
+            rows.append((title, target, final or ""))
+        corpus_io.write_tsv(redirects_path, ["title", "target", "resolved"], rows)
+        corpus_io.write_json(pass1_path, dict(counts))
+        return titles, redirects, dict(counts)
+
+    # -- pass 2 ------------------------------------------------------------------------------------------------------
+
+    def _articles(self, titles: set[str], redirects: RedirectTable) -> tuple[collections.Counter, int]:
+        shard_folder = self.folder / "shards"
+        done = {int(path.stem.split("-")[1]) for path in shard_folder.glob("shard-*.json")}
+        totals: collections.Counter = collections.Counter()
+        for shard in sorted(done):
+            with open(shard_folder / f"shard-{shard:05d}.json", encoding="utf-8") as f:
+                totals.update(json.load(f))
+        cleaner: WikitextCleaner | None = None
+        writer: _ShardWriter | None = None
+        try:
+            for page in self._pages("pass 2/2: articles, passages"):
+                shard = page.ordinal // self.settings.pages_per_shard
+                if writer is not None and writer.shard != shard:
+                    totals.update(writer.commit())
+                    writer = None
+                if shard in done:
+                    continue
+                if writer is None:
+                    writer = _ShardWriter(self.folder, shard)
+                if page.namespace != wiki_languages.MAIN_NAMESPACE or page.redirect_target is not None:
+                    continue
+                if cleaner is None:
+                    info = self._reader.site_info
+                    cleaner = WikitextCleaner(NamespaceTable(self.lang, info.namespaces, info.first_letter_case),
+                                              self.profile, redirects)
+                self._ingest_page(page, cleaner, titles, writer)
+            if writer is not None:
+                totals.update(writer.commit())
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        return totals, len(done)
+
+    def _merge_inline_langlinks(self) -> None:
+        """Joins the shards' legacy `[[xx:Title]]` links into one table for the entity builder."""
+        def rows() -> Iterator[tuple[str, str, str]]:
+            for path in sorted((self.folder / "shards").glob("inline-langlinks-*.tsv.gz")):
+                for row in corpus_io.read_tsv(path):
+                    yield row["title"], row["lang"], row["target_title"]
+        corpus_io.write_tsv(self.folder / "inline_langlinks.tsv.gz", ["title", "lang", "target_title"], rows())
+
+    def _ingest_page(self, page: dump_reader.RawPage, cleaner: WikitextCleaner, titles: set[str],
+                     writer: "_ShardWriter") -> None:
+        counts = writer.counts
+        title = normalize_title(page.title, cleaner.namespaces.first_letter_case)
+        if title not in titles:
+            return  # A redirect found in the text by pass 1, or a duplicate title: counted there.
+        if page.model != "wikitext":
+            counts["skipped_not_wikitext"] += 1
+            return
+        if not page.text.strip():
+            counts["skipped_empty_page"] += 1
+            return
+        cleaned = cleaner.clean(page.text)
+        counts.update(cleaned.counts)
+        if cleaned.has_markup_residue:
+            counts["pages_with_markup_residue"] += 1
+        if not cleaned.text:
+            counts["skipped_empty_after_cleaning"] += 1
+            return
+        links = []
+        for link in cleaned.links:
+            if link.target not in titles:
+                counts["links_to_missing_pages"] += 1
+                if self.settings.drop_red_links:
+                    counts["links_dropped_missing_page"] += 1
+                    continue
+            links.append(link)
+        is_disambiguation = (self.profile.is_disambiguation_title(title)
+                             or bool(cleaned.templates & (self.profile.disambiguation_templates | {"__disambig__"})))
+        is_list = not is_disambiguation and self.profile.is_list_title(title)
+        article = Article(lang=self.lang, page_id=page.page_id, title=title, text=cleaned.text,
+                          links=tuple(links), is_disambiguation=is_disambiguation, is_list=is_list)
+        counts["articles"] += 1
+        counts["disambiguation_pages"] += is_disambiguation
+        counts["list_pages"] += is_list
+        writer.add_article(article, [(title, lang, other) for lang, other in cleaned.interlanguage])
+        if is_disambiguation and not self.settings.passages_from_disambiguation:
+            return
+        for passage in passages.split_passages(article, self.units_per_passage, self.profile.char_units):
+            counts["passages"] += 1
+            counts["passage_links"] += len(passage.links)
+            writer.add_passage(passage)
+
+
+class _ShardWriter:
+    """The output files of one shard, committed together (done marker last) or not at all."""
+
+    def __init__(self, folder: pathlib.Path, shard: int):
+        self.folder = folder
+        self.shard = shard
+        self.counts: collections.Counter = collections.Counter()
+        self._stack = contextlib.ExitStack()
+        name = f"{shard:05d}"
+        self._articles = self._stack.enter_context(
+            corpus_io.atomic_write(folder / "articles" / f"articles-{name}.jsonl.gz"))
+        self._passages = self._stack.enter_context(
+            corpus_io.atomic_write(folder / "passages" / f"passages-{name}.jsonl.gz"))
+        self._interlanguage: list[tuple[str, str, str]] = []
+
+    def add_article(self, article: Article, interlanguage: list[tuple[str, str, str]]) -> None:
+        self._articles.write(json.dumps(corpus_io.article_to_json(article), ensure_ascii=False) + "\n")
+        self._interlanguage.extend(interlanguage)
+        self.counts["inline_langlinks"] += len(interlanguage)
+
+    def add_passage(self, passage: Any) -> None:
+        self._passages.write(json.dumps(corpus_io.passage_to_json(passage), ensure_ascii=False) + "\n")
+
+    def commit(self) -> collections.Counter:
+        self._stack.close()
+        name = f"{self.shard:05d}"
+        corpus_io.write_tsv(self.folder / "shards" / f"inline-langlinks-{name}.tsv.gz",
+                            ["title", "lang", "target_title"], self._interlanguage)
+        corpus_io.write_json(self.folder / "shards" / f"shard-{name}.json", dict(self.counts))
+        return self.counts
+
+    def abort(self) -> None:
+        """Drops the shard's partial files (called while an exception propagates)."""
+        error = RuntimeError(f"shard {self.shard} aborted")
+        # Leaving the atomic writers through an exception makes them delete their temporary files.
+        self._stack.__exit__(RuntimeError, error, None)
+
+
+_REDIRECT_LINK = re.compile(r"\[\[([^\]|]+)")
+
+
+def _redirect_from_text(text: str, words: tuple[str, ...]) -> str | None:
+    """The target of a `#REDIRECT [[Target]]` page (for old dumps without `<redirect>`)."""
+    head = text.lstrip()[:300]
+    upper = head.upper()
+    for word in words:
+        if upper.startswith(word.upper()):
+            match = _REDIRECT_LINK.search(head)
+            return match.group(1) if match else None
+    return None
