@@ -52,7 +52,7 @@ class AnchorClozeConfig:
     Attributes:
       mask_token: replaces the anchor in the cloze; the released CLASS data uses "_X_".
       min_sentence_words: shortest context, in words.
-      max_sentence_words: longest context, in words (mT5 queries are cut at 50 tokens).
+      max_sentence_words: longest context, in words; mT5 queries are cut at 50 tokens, about 35-40 words.
       min_sentence_chars_unspaced: shortest context in characters for unspaced languages.
       max_sentence_chars_unspaced: longest context in characters for unspaced languages.
       max_answer_words: longest answer, in words.
@@ -68,9 +68,9 @@ class AnchorClozeConfig:
 
     mask_token: str = RELEASED_MASK_TOKEN
     min_sentence_words: int = 5
-    max_sentence_words: int = 60
+    max_sentence_words: int = 40
     min_sentence_chars_unspaced: int = 10
-    max_sentence_chars_unspaced: int = 150
+    max_sentence_chars_unspaced: int = 100
     max_answer_words: int = 6
     max_answer_chars_unspaced: int = 20
     drop_date_answers: bool = False

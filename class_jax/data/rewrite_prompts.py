@@ -31,6 +31,8 @@ DEFAULT_INSTRUCTION = (
 # Labels a model may put before its answer despite the demonstrations ("Question: ...", "質問：...").
 _LABEL_PREFIX = re.compile(r"^\s*(?:question|q|質問|问题|問題|질문|frage|pregunta|вопрос|سؤال)\s*[:：]\s*", re.IGNORECASE)
 _QUOTES = "\"'“”‘’«»「」"
+# Reasoning models may prefix their reply with a <think>...</think> block.
+_THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,8 +161,9 @@ def completion_prompt(prompt: LanguagePrompt, cloze: str, answer: str) -> str:
 
 
 def clean_model_output(text: str) -> str:
-    """The question in a model reply: first non-empty line, without a 'Question:' label or wrapping quotes."""
-    for line in text.strip().splitlines():
+    """The question in a model reply: first non-empty line after any <think> block, without a 'Question:' label
+    or wrapping quotes."""
+    for line in _THINKING.sub("", text).strip().splitlines():
         line = _LABEL_PREFIX.sub("", line.strip())
         if len(line) >= 2 and line[0] in _QUOTES and line[-1] in _QUOTES:
             line = line[1:-1].strip()

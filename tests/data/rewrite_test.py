@@ -123,6 +123,13 @@ class FakeChatServer:
         self.httpd.server_close()
 
 
+@pytest.fixture(autouse=True)
+def no_proxies(monkeypatch):
+    """requests honours proxy variables; the local test server must be reached directly."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def server():
     fake = FakeChatServer()
@@ -196,9 +203,9 @@ def test_http_gives_up_after_max_retries_and_counts_the_reason(server):
 
 def test_http_timeouts_are_retried_then_succeed_or_fail(server):
     slow_then_fast, always_slow = RECORDS[0]["cloze"], RECORDS[1]["cloze"]
-    server.scripts[slow_then_fast] = [("sleep", 1.0, "ignored"), ("ok", GOOD_QUESTIONS[slow_then_fast])]
-    server.scripts[always_slow] = [("sleep", 1.0, "ignored")]
-    rewriter, _ = http_rewriter(server.url, timeout_s=0.2, max_retries=1)
+    server.scripts[slow_then_fast] = [("sleep", 2.0, "ignored"), ("ok", GOOD_QUESTIONS[slow_then_fast])]
+    server.scripts[always_slow] = [("sleep", 2.0, "ignored")]
+    rewriter, _ = http_rewriter(server.url, timeout_s=0.5, max_retries=1)
     outputs, report = run(RECORDS[:2], rewriter)
     assert [output["question"] for output in outputs] == [GOOD_QUESTIONS[slow_then_fast]]
     assert report["failed"] == {"timeout": 1}
@@ -403,6 +410,8 @@ def test_user_prompt_folder_is_used(tmp_path):
     ("\n\n“Wer schrieb das?”\nExplanation: ...", "Wer schrieb das?"),
     ("質問：誰が書きましたか？", "誰が書きましたか？"),
     ("  \n ", ""),
+    ("<think>\nThe blank is a person.\n</think>\n\nWho wrote it?", "Who wrote it?"),
+    ("<think>never closed", ""),
 ])
 def test_clean_model_output(reply, question):
     assert rewrite_prompts.clean_model_output(reply) == question
