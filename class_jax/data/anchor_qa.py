@@ -155,30 +155,75 @@ def make_qid(lang: str, page_id: int, start: int, end: int, answer: str) -> str:
     return f"mlqa-{lang}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:16]}"
 
 
-class _PassageLocator:
-    """Finds which of an article's passages holds a given anchor.
+def _collapsed(text: str) -> str:
+    return " ".join(text.split())
 
-    Passages are built by another stage (100-word windows, whitespace normalised), so character offsets of the
-    article do not carry over. An anchor is located by the text just before it (whitespace collapsed), first
-    among passages that link the same target, then among all; a context that straddles a passage edge is
-    retried shorter; a target linked from a single passage decides on its own.
+
+def _passage_index(passage: Passage) -> int:
+    index = passage.passage_id.rsplit(":", 1)[-1]
+    return int(index) if index.isdigit() else 0
+
+
+def _agreement(article_side: str, passage_side: str, from_end: bool) -> int | None:
+    """Characters on which two contexts agree (at their ends if `from_end`, else at their starts).
+
+    Returns None when they disagree before either runs out: the same place in the article and in a passage can
+    differ only in how far the text goes (a passage edge), never in the text itself.
+    """
+    if from_end:
+        article_side, passage_side = article_side[::-1], passage_side[::-1]
+    length = 0
+    while length < min(len(article_side), len(passage_side)) and article_side[length] == passage_side[length]:
+        length += 1
+    return length if length == min(len(article_side), len(passage_side)) else None
+
+
+class _PassageLocator:
+    """Assigns each link of an article to the passage that holds it.
+
+    Passages come from another stage, so article offsets are not assumed to carry over. Links are matched by
+    (anchor, target): when the passages hold as many links with that key as the article, the n-th occurrence in
+    the article is the n-th in passage order. Otherwise (passages missing or filtered) each link goes to the
+    passage link whose surrounding text (whitespace collapsed, before and after) agrees with the article's for
+    longest, where both sides must agree as far as the shorter one goes.
     """
 
-    _CONTEXT_WIDTHS = (60, 20)
+    _CONTEXT_CHARS = 80
 
-    def __init__(self, passages: Sequence[Passage]):
-        self._passages = [(passage, " ".join(passage.text.split())) for passage in passages]
+    def __init__(self, article: Article, passages: Sequence[Passage]):
+        in_passages: dict[tuple[str, str], list[tuple[str, str, str]]] = collections.defaultdict(list)
+        for passage in sorted(passages, key=_passage_index):
+            for link in passage.links:
+                before, after = self._context(passage.text, link)
+                in_passages[(link.anchor, link.target)].append((passage.passage_id, before, after))
+        in_article: dict[tuple[str, str], list[Link]] = collections.defaultdict(list)
+        for link in sorted(article.links, key=lambda item: (item.start, item.end)):
+            in_article[(link.anchor, link.target)].append(link)
+        self._assigned: dict[tuple[int, int], str] = {}
+        for key, links in in_article.items():
+            candidates = in_passages.get(key, [])
+            if len(candidates) == len(links):
+                for link, (passage_id, _, _) in zip(links, candidates):
+                    self._assigned[(link.start, link.end)] = passage_id
+                continue
+            for link in links:
+                before, after = self._context(article.text, link)
+                best, best_score = None, -1
+                for passage_id, passage_before, passage_after in candidates:
+                    left = _agreement(before, passage_before, from_end=True)
+                    right = _agreement(after, passage_after, from_end=False)
+                    if left is not None and right is not None and left + right > best_score:
+                        best, best_score = passage_id, left + right
+                if best is not None:
+                    self._assigned[(link.start, link.end)] = best
 
-    def locate(self, sentence: str, anchor_offset: int, anchor: str, target: str) -> str | None:
-        linking = [(passage, text) for passage, text in self._passages
-                   if any(link.target == target for link in passage.links)]
-        for width in self._CONTEXT_WIDTHS:
-            context = " ".join(sentence[max(0, anchor_offset - width):anchor_offset + len(anchor)].split())
-            for candidates in (linking, self._passages):
-                matches = [passage for passage, text in candidates if context in text]
-                if matches:
-                    return matches[0].passage_id
-        return linking[0][0].passage_id if len(linking) == 1 else None
+    def _context(self, text: str, link: Link) -> tuple[str, str]:
+        before = _collapsed(text[max(0, link.start - self._CONTEXT_CHARS):link.start])
+        after = _collapsed(text[link.end:link.end + self._CONTEXT_CHARS])
+        return before, after
+
+    def locate(self, link: Link) -> str | None:
+        return self._assigned.get((link.start, link.end))
 
 
 class AnchorClozeExtractor:
@@ -253,7 +298,7 @@ class AnchorClozeExtractor:
         if article.is_list and self.config.skip_list_pages:
             self.counts["skipped_article/list"] += 1
             return []
-        locator = _PassageLocator(passages) if passages is not None else None
+        locator = _PassageLocator(article, passages) if passages is not None else None
         spans = sentences.split_sentences(article.text, article.lang)
         examples: list[AnchorCloze] = []
         seen: set[tuple[str, str]] = set()
@@ -296,7 +341,7 @@ class AnchorClozeExtractor:
         per_sentence[span_index] += 1
         passage_id = None
         if locator is not None:
-            passage_id = locator.locate(sentence, local_start, answer, link.target)
+            passage_id = locator.locate(link)
             if passage_id is None:
                 self.counts["passage_not_found"] += 1
         return None, AnchorCloze(

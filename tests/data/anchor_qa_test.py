@@ -196,6 +196,24 @@ def test_source_passage_ids_follow_the_anchor():
     assert extractor.report()["passage_not_found"] == 0
 
 
+def test_repeated_anchors_are_told_apart_by_context_when_a_passage_is_missing():
+    sentence = "Trade with [[Venice]] grew quickly during the {} century across the whole Mediterranean."
+    ordinals = ["tenth", "eleventh", "twelfth", "thirteenth"]
+    article = make_article("en", 9, "Trade", " ".join(sentence.format(ordinal) for ordinal in ordinals))
+    starts = [match.start() for match in re.finditer("Trade with", article.text)]
+    bounds = list(zip(starts, starts[1:] + [len(article.text)]))
+    passages = []
+    for index, (start, end) in enumerate(bounds):
+        links = tuple(Link(link.start - start, link.end - start, link.anchor, link.target)
+                      for link in article.links if start <= link.start < end)
+        passages.append(Passage(f"en:9:{index}", "en", "Trade", article.text[start:end].strip(), links))
+    extractor = anchor_qa.AnchorClozeExtractor()
+    # Passage 1 is missing: four Venice links, three passages linking Venice; order alone cannot decide.
+    examples = extractor.extract(article, [passages[3], passages[0], passages[2]])
+    assert [example.source_passage_id for example in examples] == ["en:9:0", None, "en:9:2", "en:9:3"]
+    assert extractor.report()["passage_not_found"] == 1
+
+
 def test_iter_anchor_clozes_groups_passages_by_page_and_counts_missing_ones():
     danube = make_article("en", 42, "Danube", "The Danube flows through [[Vienna]] and other capitals of Europe.")
     tower = make_article("en", 7, "Eiffel Tower", EIFFEL)
