@@ -29,6 +29,15 @@ class _DuplicateKeyDict(dict):
             seen.add(key)
 
 
+def json_type_name(value: Any) -> str:
+    """The JSON name of a parsed value's type ("object", "array", "string", ...), for messages."""
+    for python_type, name in ((bool, "boolean"), (dict, "object"), (list, "array"), (str, "string"),
+                              (int, "number"), (float, "number")):
+        if isinstance(value, python_type):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
 def _open_text(path: pathlib.Path):
     """Opens a text file that may be gzip-compressed (recognised by its magic bytes, not its name)."""
     try:
@@ -109,13 +118,13 @@ def gold_question_from_record(record: Any, where: str, line: int = 0) -> GoldQue
         UserError: when a field is missing or of the wrong type, or there is no answer.
     """
     if not isinstance(record, dict):
-        raise UserError(f"{where}: expected a JSON object with id, lang and answers, got {type(record).__name__}")
+        raise UserError(f"{where}: expected a JSON object with id, lang and answers, got a JSON {json_type_name(record)}")
     for key in ("id", "lang", "answers"):
         if key not in record:
             raise UserError(f"{where}: missing field {key!r}")
     question_id = record["id"]
     if isinstance(question_id, bool) or not isinstance(question_id, (str, int)):
-        raise UserError(f"{where}: 'id' must be a string, got {type(question_id).__name__}")
+        raise UserError(f"{where}: 'id' must be a string, got a JSON {json_type_name(question_id)}")
     lang = record["lang"]
     if not isinstance(lang, str) or not lang.strip():
         raise UserError(f"{where}: 'lang' must be a non-empty string, got {lang!r}")
@@ -156,7 +165,7 @@ def _answer_text(value: Any, where: str, allow_answer_objects: bool) -> str:
             return value["answer"]
         raise UserError(f"{where}: an answer object needs a string field 'answer'")
     expected = "a string or an object with a string 'answer'" if allow_answer_objects else "a string"
-    raise UserError(f"{where}: the answer must be {expected}, got {type(value).__name__}")
+    raise UserError(f"{where}: the answer must be {expected}, got a JSON {json_type_name(value)}")
 
 
 def answer_predictions_from_json(document: Any, source: str, allow_answer_objects: bool = False
@@ -176,7 +185,7 @@ def answer_predictions_from_json(document: Any, source: str, allow_answer_object
     """
     if not isinstance(document, dict):
         raise UserError(f"{source}: expected a JSON object {{question id: answer}}, got a JSON "
-                        f"{type(document).__name__}")
+                        f"{json_type_name(document)}")
     answers = {str(key): _answer_text(value, f"{source}: record {key!r}", allow_answer_objects)
                for key, value in document.items()}
     duplicates = tuple(getattr(document, "duplicate_keys", ()))
@@ -214,12 +223,13 @@ def load_retrieval_predictions(path: str | pathlib.Path) -> list[RetrievalPredic
     document = read_json_file(path)
     if not isinstance(document, list):
         raise UserError(f"{path}: expected a JSON array of {{\"id\", \"lang\", \"ctxs\"}} records, got a JSON "
-                        f"{type(document).__name__}")
+                        f"{json_type_name(document)}")
     predictions = []
     for index, record in enumerate(document):
         where = f"{path}: record {index}"
         if not isinstance(record, dict):
-            raise UserError(f"{where}: expected an object with id, lang and ctxs, got {type(record).__name__}")
+            raise UserError(f"{where}: expected an object with id, lang and ctxs, got a JSON "
+                            f"{json_type_name(record)}")
         for key in ("id", "lang", "ctxs"):
             if key not in record:
                 raise UserError(f"{where}: missing field {key!r}")

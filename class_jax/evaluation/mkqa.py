@@ -28,6 +28,11 @@ CORA_MKQA_LANGUAGE_TABLE = ("te", "sw", "th", "fi", "id", "ja", "ru", "ar", "en"
                             "zh_hk", "zh_tw")
 
 
+# CORA's scorer skips gold records whose first answer is this (its converter writes "NoAns" instead, so with
+# default options nothing is skipped).
+NO_ANSWER_GOLD = "No Answer"
+
+
 @dataclasses.dataclass(frozen=True)
 class MkqaAnswer:
     """One answer object of an MKQA record."""
@@ -193,7 +198,8 @@ def score_mkqa_cora(gold: Sequence[GoldQuestion], predictions: Mapping[str, Mapp
         coverages.append(Coverage(
             gold_questions=len(questions), prediction_records=len(answers) + for_dropped + len(duplicates),
             matched=sum(q.id in answers for q in questions),
-            missing_ids=tuple(f"{lang}:{q.id}" for q in questions if q.id not in answers),
+            missing_ids=tuple(f"{lang}:{q.id}" for q in questions
+                              if q.id not in answers and q.answers[0] != NO_ANSWER_GOLD),
             duplicate_ids=tuple(f"{lang}:{i}" for i in duplicates),
             unknown_ids=tuple(f"{lang}:{i}" for i in unknown),
             duplicate_gold_ids=tuple(f"{lang}:{i}" for i in repeated_ids(q.id for q in questions)),

@@ -208,7 +208,7 @@ def score_gold_questions(gold: Sequence[GoldQuestion], find_prediction: Callable
             raise UserError(f"{gold_source}: line {question.line} (id {question.id!r}): language "
                             f"{question.lang!r} is not scored by the official script (it knows "
                             f"{', '.join(language_table)})")
-        if skip_no_answer_gold and question.answers[0] == "No Answer":
+        if skip_no_answer_gold and question.answers[0] == "No Answer":  # CORA's MKQA rule
             no_answer_skipped += 1
             continue
         prediction = find_prediction(question)
