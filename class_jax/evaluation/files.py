@@ -118,7 +118,8 @@ def gold_question_from_record(record: Any, where: str, line: int = 0) -> GoldQue
         UserError: when a field is missing or of the wrong type, or there is no answer.
     """
     if not isinstance(record, dict):
-        raise UserError(f"{where}: expected a JSON object with id, lang and answers, got a JSON {json_type_name(record)}")
+        raise UserError(f"{where}: expected a JSON object with id, lang and answers, got a JSON "
+                        f"{json_type_name(record)}")
     for key in ("id", "lang", "answers"):
         if key not in record:
             raise UserError(f"{where}: missing field {key!r}")

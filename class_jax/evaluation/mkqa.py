@@ -28,6 +28,10 @@ CORA_MKQA_LANGUAGE_TABLE = ("te", "sw", "th", "fi", "id", "ja", "ru", "ar", "en"
                             "zh_hk", "zh_tw")
 
 
+# The order CORA's `eval_mkqa_all.py` visits languages in: it prints them and sums their scores in this order.
+CORA_MKQA_EVAL_ORDER = ("tr", "hu", "zh_hk", "nl", "ms", "zh_cn", "ja", "de", "ru", "pl", "fi", "pt", "km", "it", "fr",
+                        "he", "vi", "zh_tw", "no", "da", "th", "sv", "es", "ar", "en", "ko")
+
 # CORA's scorer skips gold records whose first answer is this (its converter writes "NoAns" instead, so with
 # default options nothing is skipped).
 NO_ANSWER_GOLD = "No Answer"
@@ -171,7 +175,7 @@ def score_mkqa_cora(gold: Sequence[GoldQuestion], predictions: Mapping[str, Mapp
         prediction_sources: language -> prediction file name, for messages.
 
     Returns:
-        The report; "per_language" holds the languages with questions.
+        The report; "per_language" holds the languages with questions, in CORA's order.
 
     Raises:
         UserError: for an unknown prediction id or language (unless ids are allowed), or a gold language outside
@@ -207,14 +211,18 @@ def score_mkqa_cora(gold: Sequence[GoldQuestion], predictions: Mapping[str, Mapp
     means = xor_full.score_gold_questions(
         gold, lambda q: predictions.get(q.lang, {}).get(q.id), CORA_MKQA_LANGUAGE_TABLE,
         skip_no_answer_gold=True, gold_source=gold_source)
-    f1, em, bleu = xor_full.mean_over_languages(means.official)
-    corrected_f1, corrected_em, corrected_bleu = xor_full.mean_over_languages(means.corrected)
+    # CORA's visiting order (then any other table language), so sums match the official script to the last bit.
+    order = [*CORA_MKQA_EVAL_ORDER, *(lang for lang in CORA_MKQA_LANGUAGE_TABLE if lang not in CORA_MKQA_EVAL_ORDER)]
+    official = {lang: means.official[lang] for lang in order if lang in means.official}
+    corrected_means = {lang: means.corrected[lang] for lang in order if lang in means.corrected}
+    f1, em, bleu = xor_full.mean_over_languages(official)
+    corrected_f1, corrected_em, corrected_bleu = xor_full.mean_over_languages(corrected_means)
     coverage = merge_coverages(coverages)
     coverage = dataclasses.replace(coverage, notes={**coverage.notes,
                                                     "no_answer_gold_skipped": means.no_answer_skipped})
     return xor_full.AnswerScoreReport(
-        metric="mkqa_cora", per_language=xor_full.percent_scores(means.official), f1=f1, em=em, bleu=bleu,
-        corrected_per_language=xor_full.percent_scores(means.corrected), corrected_f1=corrected_f1,
+        metric="mkqa_cora", per_language=xor_full.percent_scores(official), f1=f1, em=em, bleu=bleu,
+        corrected_per_language=xor_full.percent_scores(corrected_means), corrected_f1=corrected_f1,
         corrected_em=corrected_em, corrected_bleu=corrected_bleu, coverage=coverage)
 
 

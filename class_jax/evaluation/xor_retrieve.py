@@ -20,6 +20,8 @@ Corrected variant ("corrected_*", never a replacement of the official figure):
 """
 
 import dataclasses
+import functools
+import multiprocessing
 import statistics
 from typing import Callable, Sequence
 
@@ -128,10 +130,37 @@ def corrected_hit(tokenized_answers: Sequence[str], token_string: str) -> bool:
     return any(answer and f" {answer} " in padded for answer in tokenized_answers)
 
 
+def passage_token_prefixes(passage_lists: Sequence[Sequence[str]], max_tokens: int, tokenize: Tokenizer, *,
+                           workers: int = 1, progress: bool = False) -> list[list[str]]:
+    """`leading_tokens` for many questions, optionally in worker processes (tokenising is the slow part).
+
+    Args:
+        passage_lists: each question's passages in rank order.
+        max_tokens: how many leading tokens are needed.
+        tokenize: the word tokenizer (a module-level function when workers > 1, so it can be sent to them).
+        workers: processes to use; 1 tokenises here.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The leading tokens of each question, in order.
+    """
+    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+    prefix = functools.partial(leading_tokens, max_tokens=max_tokens, tokenize=tokenize)
+    bar = functools.partial(tqdm, total=len(passage_lists), disable=not progress, desc="tokenising passages",
+                            unit="question")
+    if workers <= 1 or len(passage_lists) < 2:
+        return list(bar(map(prefix, passage_lists)))
+    tokenize("")  # settle the Punkt lookup (and its one-time warning) here, not once per worker
+    # "spawn": forking a process that may run JAX / TensorFlow threads is unsafe.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return list(bar(pool.imap(prefix, passage_lists, chunksize=8)))
+
+
 def score_xor_retrieve(gold: Sequence[GoldQuestion], predictions: Sequence[RetrievalPrediction], *,
                        token_budgets: Sequence[int] = OFFICIAL_TOKEN_BUDGETS, tokenize: Tokenizer | None = None,
                        allow_unknown_ids: bool = False, gold_source: str = "gold data",
-                       prediction_source: str = "predictions") -> XorRetrieveResult:
+                       prediction_source: str = "predictions", workers: int = 1,
+                       progress: bool = False) -> XorRetrieveResult:
     """Computes R@kt for each budget, official and corrected.
 
     Args:
@@ -142,6 +171,8 @@ def score_xor_retrieve(gold: Sequence[GoldQuestion], predictions: Sequence[Retri
         allow_unknown_ids: skip (and count) prediction ids absent from the gold instead of failing.
         gold_source: name of the gold data in messages.
         prediction_source: name of the predictions in messages.
+        workers: processes that tokenise passages (results do not depend on it).
+        progress: show a progress bar while tokenising.
 
     Returns:
         The scores and the coverage report.
@@ -156,24 +187,33 @@ def score_xor_retrieve(gold: Sequence[GoldQuestion], predictions: Sequence[Retri
     gold_by_id = {q.id: q for q in gold}
     gold_languages = {q.lang for q in gold}
 
-    official = {budget: {} for budget in budgets}  # budget -> lang -> [count, hits]
-    corrected_hits = {budget: set() for budget in budgets}  # budget -> gold ids hit (first record only)
-    scored_ids: set[str] = set()
-    duplicate_ids, unknown_ids = [], []
-    language_mismatches = 0
-    tokenized_answers: dict[str, str] = {}
+    # Check every record before the slow tokenisation, so a bad file fails at once.
+    unknown_ids = []
     for prediction in predictions:
         if prediction.lang not in gold_languages:
             raise UserError(f"{prediction_source}: record {prediction.index} (id {prediction.id!r}): language "
                             f"{prediction.lang!r} does not occur in {gold_source} ({sorted(gold_languages)})")
-        for buckets in official.values():
-            buckets.setdefault(prediction.lang, [0, 0])  # the official script registers the language first
-        question = gold_by_id.get(prediction.id)
-        if question is None:
+        if prediction.id not in gold_by_id:
             if not allow_unknown_ids:
                 raise UserError(f"{prediction_source}: record {prediction.index}: id {prediction.id!r} is not in "
                                 f"{gold_source}")
             unknown_ids.append(prediction.id)
+    scorable = [i for i, p in enumerate(predictions)
+                if p.id in gold_by_id and span_answers(gold_by_id[p.id].answers)]
+    prefixes = dict(zip(scorable, passage_token_prefixes([predictions[i].passages for i in scorable], budgets[-1],
+                                                         tokenize, workers=workers, progress=progress)))
+
+    official = {budget: {} for budget in budgets}  # budget -> lang -> [count, hits]
+    corrected_hits = {budget: set() for budget in budgets}  # budget -> gold ids hit (first record only)
+    scored_ids: set[str] = set()
+    duplicate_ids = []
+    language_mismatches = 0
+    tokenized_answers: dict[str, str] = {}
+    for position, prediction in enumerate(predictions):
+        for buckets in official.values():
+            buckets.setdefault(prediction.lang, [0, 0])  # the official script registers the language first
+        question = gold_by_id.get(prediction.id)
+        if question is None:
             continue
         first_record = prediction.id not in scored_ids
         if not first_record:
@@ -183,7 +223,7 @@ def score_xor_retrieve(gold: Sequence[GoldQuestion], predictions: Sequence[Retri
         answers = span_answers(question.answers)
         if not answers:
             continue
-        tokens = leading_tokens(prediction.passages, budgets[-1], tokenize)
+        tokens = prefixes[position]
         for answer in answers:
             if answer not in tokenized_answers:
                 tokenized_answers[answer] = " ".join(tokenize(answer))

@@ -65,7 +65,8 @@ def test_mkqa_cora_metric_groups_languages_with_shared_ids():
 def test_mkqa_apple_metric_with_no_answer_probabilities():
     targets = [{"lang": "en", "answers": ["Ridley Scott"]}, {"lang": "en", "answers": ["Paris"]},
                {"lang": "en", "answers": [""]}, {"lang": "en", "answers": [""]}]
-    predictions = [{"prediction": "Ridley Scott", "no_answer_prob": 0.1}, {"prediction": "London", "no_answer_prob": 0.9},
+    predictions = [{"prediction": "Ridley Scott", "no_answer_prob": 0.1},
+                   {"prediction": "London", "no_answer_prob": 0.9},
                    {"prediction": "something", "no_answer_prob": 0.8}, ""]
     result = metrics.mkqa_apple_f1(targets, predictions)
     # Sweep as in mkqa_apple_test, but the last prediction is a plain "" with probability 0, swept first: +0.

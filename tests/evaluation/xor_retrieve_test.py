@@ -120,3 +120,12 @@ def test_unknown_id_is_an_error_unless_allowed():
 def test_unknown_language_is_an_error():
     with pytest.raises(UserError, match=r"record 0 \(id 'q1'\): language 'xx' does not occur"):
         xor_retrieve.score_xor_retrieve([_q("q1", "te", "a")], [_p("q1", "xx", "a")])
+
+
+def test_worker_processes_give_the_same_result():
+    gold = [_q(f"q{i}", "te", f"answer{i}") for i in range(6)]
+    predictions = [_p(f"q{i}", "te", f"Some text with answer{i if i % 2 else 99} inside.", "More text.", index=i)
+                   for i in range(6)]
+    serial = xor_retrieve.score_xor_retrieve(gold, predictions)
+    parallel = xor_retrieve.score_xor_retrieve(gold, predictions, workers=2)
+    assert parallel == serial and serial.budgets[0].per_language["te"].hits == 3

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--pred_dir", help="folder with one prediction file per language: LANG.jsonl or LANG.json")
     source.add_argument("--pred_file", help="predictions of one language (needs --language)")
     parser.add_argument("--language", help="the language of --pred_file")
-    parser.add_argument("--languages", nargs="+", help="languages to score (default: all in the gold data)")
+    parser.add_argument("--languages", nargs="+",
+                        help="languages to score (default: all in the gold data; with --pred_file, --language)")
     parser.add_argument("--metric", choices=METRICS,
                         help="cora: XOR-Full scorer on converted data, macro over languages (CLASS / CORA papers); "
                              "apple: Apple's official metric (best no-answer threshold); both (default for the "
@@ -61,8 +62,6 @@ def _load_gold(paths: list[str], languages: list[str] | None):
 
 def _prediction_files(args: argparse.Namespace, languages: list[str]) -> dict[str, pathlib.Path]:
     if args.pred_file:
-        if not args.language:
-            raise UserError("--pred_file needs --language (the language its predictions are in)")
         if args.language not in languages:
             raise UserError(f"--language {args.language!r} is not among the scored languages {languages}")
         return {args.language: pathlib.Path(args.pred_file)}
@@ -87,10 +86,14 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         UserError: for unreadable or malformed files, unknown ids or languages, or a metric the gold cannot give.
     """
-    if args.languages:
-        unknown = [lang for lang in args.languages if lang not in mkqa.MKQA_LANGUAGES]
-        if unknown:
-            raise UserError(f"--languages: unknown MKQA language(s) {unknown}; known: {list(mkqa.MKQA_LANGUAGES)}")
+    if args.pred_file:
+        if not args.language:
+            raise UserError("--pred_file needs --language (the language its predictions are in)")
+        # One prediction file scores its own language unless --languages says otherwise.
+        args.languages = args.languages or [args.language]
+    for lang in [*(args.languages or []), *([args.language] if args.language else [])]:
+        if lang not in mkqa.MKQA_LANGUAGES:
+            raise UserError(f"unknown MKQA language {lang!r}; known: {', '.join(mkqa.MKQA_LANGUAGES)}")
     records, questions, dropped, notes = _load_gold(args.data_file, args.languages)
     gold_source = ", ".join(args.data_file)
     metric = args.metric or ("both" if records is not None else "cora")
