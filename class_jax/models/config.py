@@ -76,14 +76,13 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the field when the configuration cannot be built."""
-        if not 0 <= self.retriever_layer_index <= self.num_encoder_layers:
-            raise ValueError(f"retriever_layer={self.retriever_layer} outside [0, {self.num_encoder_layers}]")
+        if not 0 <= self.retriever_layer_index < self.num_encoder_layers:
+            # Retrieval reads the input of layer B, so layer B must exist.
+            raise ValueError(f"retriever_layer={self.retriever_layer} outside [0, {self.num_encoder_layers})")
         if self.retrieval_mode not in ("pooled", "token"):
             raise ValueError(f"retrieval_mode={self.retrieval_mode!r}: expected 'pooled' or 'token'")
         if self.retrieval_mode == "token" and not 0 <= self.retrieval_head < self.num_heads:
             raise ValueError(f"retrieval_head={self.retrieval_head} outside [0, {self.num_heads})")
-        if self.retrieval_mode == "token" and self.retriever_layer_index == self.num_encoder_layers:
-            raise ValueError("token retrieval reads layer B's Q/K: retriever_layer must be < num_encoder_layers")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype={self.dtype!r}: expected 'float32' or 'bfloat16'")
         if self.remat_policy not in ("none", "full", "minimal"):

@@ -192,11 +192,11 @@ class Encoder(nn.Module):
         # Joint layers over the (query, passage) pairs; layer B's read-out gives the retrieval inputs.
         q = jnp.broadcast_to(q[:, None], (batch, k) + q.shape[1:]).reshape(batch * k, query_len, -1)
         x = jnp.concatenate([q, p], axis=1)
+        # An empty passage slot is masked whole (its query copy too), so the reader never attends to it.
+        slot_present = jnp.any(passage_valid, axis=-1, keepdims=True)
         pair_valid = jnp.concatenate(
-            [jnp.broadcast_to(query_valid[:, None], (batch, k, query_len)).reshape(batch * k, query_len),
-             passage_valid], axis=1)
-        if boundary == cfg.num_encoder_layers:
-            raise ValueError("retriever_layer must be < num_encoder_layers")
+            [jnp.broadcast_to(query_valid[:, None], (batch, k, query_len)).reshape(batch * k, query_len)
+             & slot_present, passage_valid], axis=1)
         x, readout = self._run(x, pair_valid, boundary, cfg.num_encoder_layers, deterministic, read_at=boundary)
         encoded = self._finish(x, deterministic)
 
@@ -269,15 +269,13 @@ class Decoder(nn.Module):
         stepping = decode and self.has_variable("cache", "position")
         position = self.variable("cache", "position", lambda: jnp.array(0, jnp.int32)) if decode else None
         if stepping:
-            # The cache length is static: read it off the shape of the self-attention cache's key positions.
-            keys = np.arange(self.get_variable("cache", "key_positions").shape[0])
+            # The cache length is static: read it off the shape of the first layer's self-attention key cache.
+            keys = np.arange(self.variables["cache"]["layers_0"]["self_attention"]["cached_key"].shape[1])
             query_positions = position.value + jnp.arange(length)
             allowed = keys[None, :] <= query_positions[:, None]
             self_bias = relpos(query_positions, keys)[None] + jnp.where(allowed, 0.0, layers._NEG_INF)[None, None]
             position.value = position.value + length
         else:
-            if decode:
-                self.variable("cache", "key_positions", lambda: jnp.arange(length, dtype=jnp.int32))
             positions = np.arange(length)
             self_bias = relpos(positions, positions)[None] + layers.causal_bias(length)
         cross_bias = layers.key_padding_bias(encoded_valid)
