@@ -56,7 +56,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wt") -> Iterator[io.IOBas
             with contextlib.ExitStack() as layers:
                 stream: io.IOBase = raw
                 if path.suffix == ".gz":
-                    stream = layers.enter_context(gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0))
+                    stream = layers.enter_context(
+                        gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0))
                 if "b" not in mode:
                     text = io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
                     # Detach rather than close, so closing the text layer never closes the layers below it.

@@ -128,7 +128,8 @@ class DumpReader:
 
     Attributes:
       site_info: the dump's `<siteinfo>`, set once the block has been read (before the first page).
-      replaced_bytes: number of invalid byte sequences replaced (with invalid_bytes="replace").
+      replaced_bytes: number of invalid byte sequences replaced (with invalid_bytes="replace"; counted as the
+        U+FFFD characters of the decoded text).
     """
 
     def __init__(self, path: str, invalid_bytes: str = "error",
@@ -152,8 +153,11 @@ class DumpReader:
         with raw, stream:
             try:
                 head = stream.read(_CHUNK_BYTES)
-            except (OSError, EOFError) as e:
-                raise UserError(f"{self.path}: compressed data is corrupt at the start: {e}") from e
+            except EOFError as e:
+                raise UserError(f"{self.path}: the compressed file is truncated ({e}) within its first "
+                                f"{_CHUNK_BYTES} bytes") from e
+            except OSError as e:
+                raise UserError(f"{self.path}: the compressed data is corrupt at the start ({e})") from e
             if not head:
                 raise UserError(f"{self.path}: the file is empty")
             try:
@@ -166,7 +170,19 @@ class DumpReader:
             offset = bom_bytes
             while True:
                 final = not chunk
-                text = self._decode(decoder, encoding, chunk, offset, final)
+                buffered = decoder.getstate()[0]
+                try:
+                    text = decoder.decode(chunk, final)
+                except UnicodeDecodeError as e:
+                    # Hand the valid part to the parser first, so the error names the page it occurs in.
+                    valid = codecs.decode((buffered + chunk)[:max(e.start, 0)], encoding, errors="ignore")
+                    yield valid
+                    line = self._line + valid.count("\n")
+                    raise UserError(f"{self.path}: line {line} ({self._last_page}): invalid {e.encoding} byte "
+                                    f"sequence {e.object[e.start:e.end]!r} at byte "
+                                    f"{offset - len(buffered) + e.start}") from None
+                if self.invalid_bytes == "replace":
+                    self.replaced_bytes += text.count("\ufffd")
                 if text:
                     yield text
                     self._line += text.count("\n")
@@ -184,19 +200,6 @@ class DumpReader:
                     raise UserError(f"{self._where()}: the compressed data is corrupt ({e}); "
                                     f"{offset} bytes were decompressed") from e
 
-    def _decode(self, decoder: codecs.IncrementalDecoder, encoding: str, chunk: bytes, offset: int,
-                final: bool) -> str:
-        try:
-            text = decoder.decode(chunk, final)
-        except UnicodeDecodeError as e:
-            valid = codecs.decode(chunk[:max(e.start, 0)], encoding, errors="ignore")
-            line = self._line + valid.count("\n")
-            raise UserError(f"{self.path}: line {line} ({self._last_page}): invalid {e.encoding} byte sequence "
-                            f"{e.object[e.start:e.end]!r} at byte {offset + e.start}") from None
-        if self.invalid_bytes == "replace":
-            self.replaced_bytes += text.count("\ufffd")
-        return text
-
     def pages(self) -> Iterator[RawPage]:
         """Yields every page of the dump, in dump order.
 
@@ -211,12 +214,15 @@ class DumpReader:
         depth = 0
         ordinal = 0
         for text in self._text_chunks():
-            try:
-                parser.feed(text)
-                events = list(parser.read_events())
-            except ElementTree.ParseError as e:
-                raise self._xml_error(e) from None
-            for event, element in events:
+            parser.feed(text)  # A pull parser queues syntax errors behind the events that precede them.
+            events = parser.read_events()
+            while True:
+                try:
+                    event, element = next(events)
+                except StopIteration:
+                    break
+                except ElementTree.ParseError as e:
+                    raise self._xml_error(e) from None
                 tag = _local_name(element.tag)
                 if event == "start":
                     depth += 1

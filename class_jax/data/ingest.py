@@ -112,7 +112,7 @@ class DumpIngester:
 
     # -- orchestration ---------------------------------------------------------------------------------------------
 
-    def run(self) -> dict[str, int]:
+    def run(self) -> collections.Counter:
         """Runs (or resumes) the ingestion.
 
         Returns:
@@ -126,13 +126,13 @@ class DumpIngester:
         state_path = self.folder / "ingest_state.json"
         self._claim_folder(manifest_path, state_path)
         if manifest_path.is_file():
-            counts = dict(corpus_io.read_manifest(self.root, self.lang)["counts"])
+            counts = collections.Counter(corpus_io.read_manifest(self.root, self.lang)["counts"])
             counts["already_complete"] = 1
             return counts
         corpus_io.remove_partial_files(self.folder)
         corpus_io.write_json(state_path, self.fingerprint)
-        titles, redirects, pass1_counts = self._titles_and_redirects()
-        shard_counts, resumed = self._articles(titles, redirects)
+        titles, article_ids, redirects, pass1_counts = self._titles_and_redirects()
+        shard_counts, resumed = self._articles(titles, article_ids, redirects)
         counts = collections.Counter(pass1_counts)
         counts.update(shard_counts)
         counts["resumed_shards"] = resumed
@@ -142,7 +142,7 @@ class DumpIngester:
             "units_per_passage": self.units_per_passage, "char_units": self.profile.char_units,
             "shards": sorted(path.name for path in (self.folder / "shards").glob("shard-*.json")),
         })
-        return dict(counts)
+        return counts
 
     def _claim_folder(self, manifest_path: pathlib.Path, state_path: pathlib.Path) -> None:
         """Refuses (or, with overwrite, clears) a folder holding another ingestion of this language."""
@@ -179,16 +179,22 @@ class DumpIngester:
 
     # -- pass 1 ------------------------------------------------------------------------------------------------------
 
-    def _titles_and_redirects(self) -> tuple[set[str], RedirectTable, dict[str, int]]:
+    def _titles_and_redirects(self) -> tuple[set[str], set[int], RedirectTable, dict[str, int]]:
+        """Pass 1: article titles and page ids, the redirect table, and their counts (reused on resume)."""
         pass1_path = self.folder / "pass1.json"
         pages_path, redirects_path = self.folder / "pages.tsv.gz", self.folder / "redirects.tsv.gz"
         if pass1_path.is_file() and pages_path.is_file() and redirects_path.is_file():
-            titles = entities.load_article_titles(self.root, self.lang)
+            titles, article_ids = set(), set()
+            for row in corpus_io.read_tsv(pages_path):
+                if row["kind"] == "article":
+                    titles.add(row["title"])
+                    article_ids.add(int(row["page_id"]))
             redirects = entities.load_redirects(self.root, self.lang)
             with open(pass1_path, encoding="utf-8") as f:
-                return titles, redirects, json.load(f)
+                return titles, article_ids, redirects, json.load(f)
         counts: collections.Counter = collections.Counter()
         titles: set[str] = set()
+        article_ids: set[int] = set()
         redirects = RedirectTable()
         namespaces: NamespaceTable | None = None
 
@@ -202,6 +208,7 @@ class DumpIngester:
                 if page.namespace != wiki_languages.MAIN_NAMESPACE:
                     counts["skipped_other_namespace"] += 1
                     continue
+                counts["main_namespace_pages"] += 1
                 title = normalize_title(page.title, namespaces.first_letter_case)
                 redirect = page.redirect_target
                 if redirect is None:
@@ -220,7 +227,7 @@ class DumpIngester:
                     counts["skipped_duplicate_title"] += 1
                     continue
                 titles.add(title)
-                counts["main_namespace_pages"] += 1
+                article_ids.add(page.page_id)
                 yield page.page_id, title, "article"
 
         corpus_io.write_tsv(pages_path, ["page_id", "title", "kind"], page_rows())
@@ -233,11 +240,13 @@ class DumpIngester:
             rows.append((title, target, final or ""))
         corpus_io.write_tsv(redirects_path, ["title", "target", "resolved"], rows)
         corpus_io.write_json(pass1_path, dict(counts))
-        return titles, redirects, dict(counts)
+        return titles, article_ids, redirects, dict(counts)
 
     # -- pass 2 ------------------------------------------------------------------------------------------------------
 
-    def _articles(self, titles: set[str], redirects: RedirectTable) -> tuple[collections.Counter, int]:
+    def _articles(self, titles: set[str], article_ids: set[int],
+                  redirects: RedirectTable) -> tuple[collections.Counter, int]:
+        """Pass 2: cleans articles into shards, skipping shards an earlier run completed."""
         shard_folder = self.folder / "shards"
         done = {int(path.stem.split("-")[1]) for path in shard_folder.glob("shard-*.json")}
         totals: collections.Counter = collections.Counter()
@@ -256,8 +265,8 @@ class DumpIngester:
                     continue
                 if writer is None:
                     writer = _ShardWriter(self.folder, shard)
-                if page.namespace != wiki_languages.MAIN_NAMESPACE or page.redirect_target is not None:
-                    continue
+                if page.page_id not in article_ids:
+                    continue  # Other namespaces, redirects and duplicate titles were counted by pass 1.
                 if cleaner is None:
                     info = self._reader.site_info
                     cleaner = WikitextCleaner(NamespaceTable(self.lang, info.namespaces, info.first_letter_case),
@@ -265,6 +274,7 @@ class DumpIngester:
                 self._ingest_page(page, cleaner, titles, writer)
             if writer is not None:
                 totals.update(writer.commit())
+            totals["invalid_bytes_replaced"] = self._reader.replaced_bytes
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -283,8 +293,6 @@ class DumpIngester:
                      writer: "_ShardWriter") -> None:
         counts = writer.counts
         title = normalize_title(page.title, cleaner.namespaces.first_letter_case)
-        if title not in titles:
-            return  # A redirect found in the text by pass 1, or a duplicate title: counted there.
         if page.model != "wikitext":
             counts["skipped_not_wikitext"] += 1
             return

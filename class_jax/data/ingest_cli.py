@@ -19,7 +19,7 @@ _REPORT_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "links_to_missing_pages", "links_dropped_missing_page", "passage_links")),
     ("links not kept", ("links_in_removed_markup", "links_category", "links_file", "links_interlanguage",
                         "links_other_namespace", "links_interwiki", "links_section_only", "links_empty_anchor",
-                        "links_nested")),
+                        "links_malformed_anchor", "links_nested")),
 )
 
 

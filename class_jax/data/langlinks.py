@@ -25,6 +25,7 @@ _ESCAPES = {b"0": b"\0", b"'": b"'", b'"': b'"', b"b": b"\b", b"n": b"\n", b"r":
             b"Z": b"\x1a", b"\\": b"\\", b"%": b"\\%", b"_": b"\\_"}
 _ESCAPE = re.compile(rb"\\(.)|''", re.DOTALL)
 _DEFAULT_COLUMNS = ("ll_from", "ll_lang", "ll_title")
+_SPACE = re.compile(rb"[ \t\r\n]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,13 +120,14 @@ class LangLinksReader:
             row = self._make_row(values, column_index)
             if row is not None:
                 yield row
+            position = _SPACE.match(line, position).end()
             if position < end and line[position:position + 1] == b",":
-                position += 1
+                position = _SPACE.match(line, position + 1).end()
                 continue
             if line[position:end] == b";":
                 return
             if position >= end:
-                raise self._error(line_number, position, "the INSERT statement ends without ';' (truncated?)")
+                raise self._error(line_number, position, "ends without ';' (truncated statement?)")
             raise self._error(line_number, position, f"expected ',' or ';' but found {line[position:position + 20]!r}")
 
     def _generic_row(self, line: bytes, position: int, line_number: int) -> tuple[list[bytes | None], int]:
@@ -143,6 +145,8 @@ class LangLinksReader:
             position += 1
             if separator == b")":
                 return values, position
+            if not separator.strip():
+                raise self._error(line_number, position - 1, "ends without ';' (truncated statement?)")
             if separator != b",":
                 raise self._error(line_number, position - 1,
                                   f"expected ',' or ')' but found {line[position - 1:position + 19]!r}")

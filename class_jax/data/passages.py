@@ -90,8 +90,8 @@ def _links_inside(links: tuple[Link, ...], first: int, start: int, end: int) -> 
     return tuple(inside), index
 
 
-def iter_passages(articles: Iterator[Article], units_per_passage: int = 100,
-                  char_units: bool = False) -> Iterator[Passage]:
+def passages_of_articles(articles: Iterator[Article], units_per_passage: int = 100,
+                         char_units: bool = False) -> Iterator[Passage]:
     """Passages of many articles, in order (see `split_passages`)."""
     for article in articles:
         yield from split_passages(article, units_per_passage, char_units)

@@ -56,7 +56,8 @@ class CleanedPage:
       counts: link counts by fate: links_seen (every `[[...]]` in the page) + links_template_generated
         (links printed by templates such as `{{ill|...}}`) = links_kept + links_category +
         links_file + links_interlanguage + links_other_namespace + links_interwiki + links_section_only +
-        links_empty_anchor + links_nested + links_in_removed_markup. Also links_via_redirect.
+        links_empty_anchor + links_malformed_anchor + links_nested + links_in_removed_markup; also
+        links_via_redirect.
       has_markup_residue: markup characters survived cleaning (counted by the ingester, never expected).
     """
 
@@ -149,6 +150,10 @@ class WikitextCleaner:
                 counts["links_empty_anchor"] += 1
                 continue
             start, end = span
+            if "\n" in text[start:end]:
+                # Only unbalanced markup makes an anchor run across paragraphs; its "anchor" is not one.
+                counts["links_malformed_anchor"] += 1
+                continue
             links.append(Link(start=start, end=end, anchor=text[start:end], target=target))
         counts["links_kept"] = len(links)
         visited = sum(value for key, value in counts.items()
@@ -255,7 +260,9 @@ class WikitextCleaner:
             self._emit(shown if shown is not None else written.lstrip("#"), output, counts, state, True)
             return 0
         start = output.length
-        if shown is None:
+        if shown is None and any(isinstance(part, wiki_nodes.Tag) for part in node.title.nodes):
+            self._emit(node.title, output, counts, state, True)  # e.g. [[Title with ''italic'' words]]
+        elif shown is None:
             output.add(written.strip().lstrip(":").strip())
         elif not str(shown).strip():
             output.add(_pipe_trick(written))
@@ -385,7 +392,7 @@ def _count_wikilinks(code: Wikicode | None) -> int:
 
 
 def _plain(code: Wikicode | str) -> str:
-    """The literal text of a title-like fragment: text and entities, without comments or templates."""
+    """The literal text of a title-like fragment: text, entities and style quotes; no comments or templates."""
     if isinstance(code, str):
         return html.unescape(code)
     parts = []
@@ -394,6 +401,8 @@ def _plain(code: Wikicode | str) -> str:
             parts.append(node.value)
         elif isinstance(node, wiki_nodes.HTMLEntity):
             parts.append(node.normalize())
+        elif isinstance(node, wiki_nodes.Tag) and node.wiki_markup:
+            parts.append(str(node))  # '' and ''' are title characters when they appear inside a link target.
     return "".join(parts)
 
 

@@ -1,0 +1,170 @@
+"""Tests of wikitext -> clean text with exact link spans (real samples and targeted cases)."""
+
+import re
+
+import pytest
+
+from class_jax.data.text_offsets import normalize_with_spans
+from class_jax.data.titles import LinkKind, NamespaceTable, RedirectTable, normalize_title
+from class_jax.data.wiki_languages import profile_for
+from class_jax.data.wikitext_cleaner import WikitextCleaner
+
+# The samples are English except these (identified by their Kategorie:/Datei: links and their prose).
+GERMAN_SAMPLES = {"BBDO", "Bazooka", "HMS-Irresistible", "Keilwelle", "Liste-der-argentinischen-Botschafter-in-Chile",
+                  "Maurische-Netzwuhle", "Mozilla-Firefox", "Sara-C.-Bisel", "Wendy-Mogel"}
+AFRIKAANS_SAMPLES = {"Mark-Behr", "africaans"}
+RESIDUE = re.compile(r"\{\{|\}\}|\[\[|\]\]|<ref|</ref|<!--|-->|\{\||\|\}|''|__[A-Z]+__|<(?:br|small|span|div)\b")
+LINK_FATES = ("links_kept", "links_category", "links_file", "links_interlanguage", "links_other_namespace",
+              "links_interwiki", "links_section_only", "links_empty_anchor", "links_malformed_anchor", "links_nested",
+              "links_in_removed_markup")
+
+
+def cleaner_for(lang: str, redirects: RedirectTable | None = None) -> WikitextCleaner:
+    return WikitextCleaner(NamespaceTable(lang), profile_for(lang), redirects)
+
+
+def sample_language(stem: str) -> str:
+    return "de" if stem in GERMAN_SAMPLES else "af" if stem in AFRIKAANS_SAMPLES else "en"
+
+
+def test_all_wikitext_samples_clean_without_residue_and_with_exact_spans(shared_dir):
+    samples = sorted((shared_dir / "data" / "wiki" / "wikitext").glob("*.txt"))
+    assert len(samples) == 70
+    total_links = 0
+    for path in samples:
+        wikitext = path.read_text(encoding="utf-8")
+        page = cleaner_for(sample_language(path.stem)).clean(wikitext)
+        residue = RESIDUE.search(page.text)
+        assert residue is None, f"{path.name}: residue {page.text[residue.start() - 40:residue.end() + 40]!r}"
+        assert "\n\n" not in page.text and page.text == page.text.strip()
+        assert all(line == " ".join(line.split()) for line in page.text.split("\n")), path.name
+        previous_end = 0
+        for link in page.links:
+            assert page.text[link.start:link.end] == link.anchor, path.name
+            assert link.anchor == link.anchor.strip() and link.anchor
+            assert link.start >= previous_end, f"{path.name}: links overlap or are out of order"
+            assert ":" not in link.target or link.target.split(":")[0].lower() not in (
+                "category", "file", "image", "kategorie", "datei"), link.target
+            previous_end = link.end
+        kept_or_dropped = sum(page.counts[key] for key in LINK_FATES)
+        assert kept_or_dropped == page.counts["links_seen"] + page.counts["links_template_generated"], path.name
+        total_links += len(page.links)
+    assert total_links > 5000
+
+
+def test_sample_links_are_links_of_the_source(shared_dir):
+    """Every kept link names a target written as [[target...]] in the page (independent regex extraction)."""
+    path = shared_dir / "data" / "wiki" / "wikitext" / "Bodmin.txt"
+    wikitext = path.read_text(encoding="utf-8")
+    written = {normalize_title(target) for target in re.findall(r"\[\[([^|\]#]+)", wikitext)}
+    page = cleaner_for("en").clean(wikitext)
+    assert page.links and {link.target for link in page.links} <= written
+    assert page.text.startswith("Bodmin (Bosvena) is a civil parish and historic town in Cornwall, England")
+    assert "Bodmin Moor" in [link.anchor for link in page.links]
+    assert "Category:Bodmin" not in page.text and "Bodmin" in page.categories
+
+
+def test_redirect_sample_and_real_cases(shared_dir):
+    redirect = (shared_dir / "data" / "wiki" / "wikitext" / "redirect.txt").read_text(encoding="utf-8")
+    page = cleaner_for("en").clean(redirect)
+    assert [link.target for link in page.links] == ["Toronto"]
+
+
+@pytest.mark.parametrize("wikitext,text,anchors", [
+    ("'''Bold''' and ''[[Italic link]]''.", "Bold and Italic link.", [("Italic link", "Italic link")]),
+    ("A [[bus]]es stop.", "A buses stop.", [("buses", "Bus")]),
+    ("See [[Pipe (computing)|]] here.", "See Pipe here.", [("Pipe", "Pipe (computing)")]),
+    ("In [[Boston, Massachusetts|]].", "In Boston.", [("Boston", "Boston, Massachusetts")]),
+    ("[[foo_bar#History|the history]] of it", "the history of it", [("the history", "Foo bar")]),
+    ("X<ref>{{cite web|url=http://a|title=[[Hidden]]}}</ref> y.", "X y.", []),
+    ("Born ({{lang-fr|Jean}}) in [[Paris]].", "Born (Jean) in Paris.", [("Paris", "Paris")]),
+    ("Town {{Infobox|x=[[Hidden]]}}in [[Spain]] {{citation needed}}.", "Town in Spain.", [("Spain", "Spain")]),
+    ("[[File:X.jpg|thumb|A [[caption link]].]]Text [[Here]].", "Text Here.", [("Here", "Here")]),
+    ("Text.\n[[Category:Things]]\n[[de:Ding]]", "Text.", []),
+    ("Show [[:Category:Things|things]] and [[wikt:word|word]].", "Show things and word.", []),
+    ("a &amp; b&nbsp;c [http://example.org site] [http://bare.org]", "a & b c site", []),
+    ("== History ==\nOld [[town]].\n\n== References ==\n{{reflist}}\n* [[Not kept]]",
+     "History\nOld town.", [("town", "Town")]),
+    ("* item [[One]]\n* item [[Two|2]]", "item One\nitem 2", [("One", "One"), ("2", "Two")]),
+    ("{| class=wikitable\n| [[In table]]\n|}\nAfter.", "After.", []),
+    ("x <math>a^2</math> y <!-- [[hidden]] --> z __NOTOC__", "x y z", []),
+    ("{{convert|10|km|mi}} long, {{nowrap|[[New York]] City}}", "10 km long, New York City",
+     [("New York", "New York")]),
+    ("{{ill|Kurt Schwitters|de|Kurt Schwitters}} painted", "Kurt Schwitters painted",
+     [("Kurt Schwitters", "Kurt Schwitters")]),
+    ("[[Link with ''italic'' part]] then", "Link with italic part then", [("Link with italic part", None)]),
+    ("[[A|outer [[B]] inner]] end", "outer B inner end", [("outer B inner", "A")]),
+    ("Empty [[Link| ]] anchor and [[#Section|same page]].", "Empty Link anchor and same page.",
+     [("Link", "Link")]),
+])
+def test_targeted_cleaning_cases(wikitext, text, anchors):
+    page = cleaner_for("en").clean(wikitext)
+    assert page.text == text
+    got = [(link.anchor, link.target) for link in page.links]
+    assert [anchor for anchor, _ in got] == [anchor for anchor, _ in anchors]
+    for (_, target), (_, expected) in zip(got, anchors):
+        if expected is not None:
+            assert target == expected
+    for link in page.links:
+        assert page.text[link.start:link.end] == link.anchor
+
+
+def test_interlanguage_and_category_links_are_recorded_not_printed():
+    page = cleaner_for("en").clean("Body [[x]].\n== See also ==\n* [[Y]]\n[[Category:Cats]]\n[[de:Katzen]]\n"
+                                   "[[ja:猫]]\n[[zh-min-nan:Niau]]")
+    assert page.text == "Body x."
+    assert page.categories == ("Cats",)
+    assert page.interlanguage == (("de", "Katzen"), ("ja", "猫"), ("zh-min-nan", "Niau"))
+    assert page.counts["links_interlanguage"] == 3 and page.counts["links_category"] == 1
+
+
+def test_links_resolve_through_redirect_chains_with_loop_guard():
+    redirects = RedirectTable({"UK": "United Kingdom of GB", "United Kingdom of GB": "United Kingdom",
+                               "Loop A": "Loop B", "Loop B": "Loop A"})
+    page = cleaner_for("en", redirects).clean("The [[UK]], [[Loop A|a loop]] and [[France]].")
+    assert [link.target for link in page.links] == ["United Kingdom", "Loop A", "France"]
+    assert page.counts["links_via_redirect"] == 1
+    assert redirects.resolve("Loop B") is None and redirects.resolve("France") == "France"
+
+
+def test_localised_namespaces_and_no_link_trail_in_japanese():
+    page = cleaner_for("ja").clean("[[東京]]は[[日本]]の首都である。[[ファイル:Tokyo.jpg|thumb|[[東京]]]][[カテゴリ:都市]]")
+    assert page.text == "東京は日本の首都である。"
+    assert [(link.anchor, link.target) for link in page.links] == [("東京", "東京"), ("日本", "日本")]
+    assert page.categories == ("都市",)
+
+
+def test_double_escaped_source_is_unescaped_once():
+    page = cleaner_for("en").clean("Text&lt;ref&gt;a [[hidden]] ref&lt;/ref&gt; with [[Link]].")
+    assert page.text == "Text with Link."
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("foo_bar", "Foo bar"), ("  multiple   spaces ", "Multiple spaces"), ("Page#Section", "Page"),
+    ("caf%C3%A9", "Café"), ("AT&amp;T", "AT&T"), ("ßtraße", "ßtraße"), ("#only", ""),
+])
+def test_normalize_title(raw, expected):
+    assert normalize_title(raw) == expected
+
+
+@pytest.mark.parametrize("target,kind", [
+    ("Category:X", LinkKind.CATEGORY), ("category : X", LinkKind.CATEGORY), ("Image:X.png", LinkKind.FILE),
+    ("fr:Chat", LinkKind.INTERLANGUAGE), ("wikt:cat", LinkKind.INTERWIKI), ("Talk:X", LinkKind.OTHER_NAMESPACE),
+    ("Star Wars: Episode IV", LinkKind.ARTICLE), ("doi:10.1/x", LinkKind.INTERWIKI),
+])
+def test_link_classification(target, kind):
+    assert NamespaceTable("en").classify(target).kind is kind
+
+
+def test_site_namespaces_from_the_dump_are_recognised():
+    table = NamespaceTable("xx", {"Mynd": 6, "Flokkur": 14})
+    assert table.classify("Flokkur:Y").kind is LinkKind.CATEGORY
+    assert table.classify("Mynd:Y.png").kind is LinkKind.FILE
+
+
+def test_normalize_with_spans_moves_spans_exactly():
+    text = "  A  ( ) big   [[x]] ,\n\n\n\t Link  text  here .  "
+    spans = [(text.index("big"), text.index("big") + 3), (text.index("Link"), text.index("here") + 4)]
+    clean, moved = normalize_with_spans(text, spans)
+    assert clean == "A big [[x]],\nLink text here."
+    assert [clean[start:end] for start, end in moved] == ["big", "Link text here"]
