@@ -46,8 +46,8 @@ class LanguageRecall:
 
     @property
     def recall(self) -> float:
-        """Hit rate x 100."""
-        return 100.0 * self.hits / self.count
+        """Hit rate x 100, computed in the official order ((hits / count) * 100) so floats match to the last bit."""
+        return self.hits / self.count * 100
 
 
 @dataclasses.dataclass(frozen=True)

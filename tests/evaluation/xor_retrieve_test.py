@@ -129,3 +129,9 @@ def test_worker_processes_give_the_same_result():
     serial = xor_retrieve.score_xor_retrieve(gold, predictions)
     parallel = xor_retrieve.score_xor_retrieve(gold, predictions, workers=2)
     assert parallel == serial and serial.budgets[0].per_language["te"].hits == 3
+
+
+def test_recall_uses_the_official_order_of_operations():
+    # The official script prints (hit / count) * 100; 100 * hit / count differs in the last bit for 139 / 252.
+    assert 139 / 252 * 100 != 100 * 139 / 252
+    assert xor_retrieve.LanguageRecall(count=252, hits=139).recall == 139 / 252 * 100
