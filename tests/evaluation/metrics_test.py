@@ -18,6 +18,13 @@ def test_seqio_signature(fn):
     assert list(inspect.signature(fn).parameters) == ["targets", "predictions"]
 
 
+def test_seqio_accepts_them_as_prediction_metrics():
+    seqio = pytest.importorskip("seqio")
+    for fn in METRIC_FNS:
+        metric = seqio.metrics.LegacyMetric.empty(fn, postprocess_fn=None)
+        assert metric.model_output_type == seqio.metrics.ModelOutputType.PREDICTION
+
+
 def test_xor_full_metric_by_hand():
     targets = [{"id": "q1", "lang": "fi", "answers": ["Helsinki"]},
                {"id": "q2", "lang": "fi", "answers": ["Suomen tasavalta", "Suomi"]},
