@@ -12,17 +12,19 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from class_jax.checkpoints import hf_config, hf_mapping, import_report, param_layout, tensor_files
+from class_jax.checkpoints import hf_config, hf_mapping, import_report, tensor_files
 from class_jax.checkpoints.import_report import ImportedCheckpoint, ImportReport
 from class_jax.errors import UserError
-from class_jax.models.config import ModelConfig
 
 CONFIG_FILE = "config.json"
 SPIECE_FILE = "spiece.model"
-_SINGLE_FILES = (("model.safetensors", tensor_files.read_safetensors),
-                 ("pytorch_model.bin", tensor_files.read_torch_zip))
-_INDEX_FILES = (("model.safetensors.index.json", tensor_files.read_safetensors),
-                ("pytorch_model.bin.index.json", tensor_files.read_torch_zip))
+# (file, reader of it or of the shards it indexes), in order of preference.
+_WEIGHT_FILES = (
+    ("model.safetensors", tensor_files.read_safetensors),
+    ("model.safetensors.index.json", tensor_files.read_safetensors),
+    ("pytorch_model.bin", tensor_files.read_torch_zip),
+    ("pytorch_model.bin.index.json", tensor_files.read_torch_zip),
+)
 
 
 def read_hf_config(directory: pathlib.Path) -> dict[str, Any]:
@@ -72,12 +74,12 @@ def read_hf_tensors(directory: pathlib.Path) -> tuple[dict[str, np.ndarray], str
       UserError: no weights file, or an unreadable one.
     """
     directory = pathlib.Path(directory)
-    for name, reader in _SINGLE_FILES[:1] + _INDEX_FILES[:1] + _SINGLE_FILES[1:] + _INDEX_FILES[1:]:
+    for name, reader in _WEIGHT_FILES:
         if (directory / name).is_file():
             if name.endswith(".index.json"):
                 return _read_sharded(directory, name, reader), name
             return reader(directory / name), name
-    looked_for = ", ".join(name for name, _ in _SINGLE_FILES + _INDEX_FILES)
+    looked_for = ", ".join(name for name, _ in _WEIGHT_FILES)
     raise UserError(f"{directory}: no weights found (looked for {looked_for})")
 
 

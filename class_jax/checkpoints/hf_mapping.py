@@ -197,8 +197,9 @@ def hf_to_params(hf_tensors: Mapping[str, np.ndarray], config: ModelConfig, repo
     flat: param_layout.FlatParams = {}
     for mapping in table:
         if mapping.hf_name in tensors:
-            array = np.asarray(tensors[mapping.hf_name], dtype=np.float32)
-            flat[mapping.param] = np.ascontiguousarray(array.T if mapping.transpose else array)
+            array = tensors[mapping.hf_name]
+            # Always a fresh, writable float32 copy: readers may hand out read-only views of file buffers.
+            flat[mapping.param] = np.array(array.T if mapping.transpose else array, dtype=np.float32, order="C")
     return flat
 
 

@@ -52,7 +52,7 @@ def _is_tensorstore_spec(node: Any) -> bool:
 
 
 def _read_tensorstore(spec: Mapping[str, Any], base_dir: pathlib.Path, name: str) -> np.ndarray:
-    """Reads one array a T5X msgpack refers to, relative to the checkpoint directory, as float32."""
+    """Reads one array a T5X msgpack refers to, relative to the checkpoint directory, in its stored dtype."""
     kvstore = spec.get("kvstore")
     # tensorstore < 0.1.14 wrote the path at the top level; gcs / gfile drivers name a copy that now lives here.
     relative = kvstore.get("path") if isinstance(kvstore, dict) else spec.get("path")
@@ -61,8 +61,8 @@ def _read_tensorstore(spec: Mapping[str, Any], base_dir: pathlib.Path, name: str
     location = base_dir / relative
     if not location.exists():
         raise UserError(f"{base_dir}: array {name} refers to {relative}, which is missing")
-    local_spec = {"driver": "cast", "dtype": "float32",
-                  "base": {"driver": spec["driver"], "kvstore": {"driver": "file", "path": str(location)}}}
+    # The stored metadata (.zarray) gives dtype, shape and chunks; only the location is taken from the spec.
+    local_spec = {"driver": spec["driver"], "kvstore": {"driver": "file", "path": str(location)}}
     try:
         return np.asarray(ts.open(local_spec, open=True, read=True).result().read().result())
     except (ValueError, RuntimeError) as e:
@@ -70,15 +70,14 @@ def _read_tensorstore(spec: Mapping[str, Any], base_dir: pathlib.Path, name: str
 
 
 def _resolve(tree: Any, base_dir: pathlib.Path, report: ImportReport, prefix: str = "") -> Any:
-    if _is_tensorstore_spec(tree):
-        return _read_tensorstore(tree, base_dir, prefix)
-    if isinstance(tree, dict):
+    if isinstance(tree, dict) and not _is_tensorstore_spec(tree):
         return {key: _resolve(value, base_dir, report, f"{prefix}/{key}" if prefix else key)
                 for key, value in tree.items()}
-    if isinstance(tree, np.ndarray):
-        report.count_dtypes([tree])
-        return tree.astype(np.float32)
-    raise UserError(f"{base_dir}: parameter {prefix} is a {type(tree).__name__}, not an array")
+    array = _read_tensorstore(tree, base_dir, prefix) if _is_tensorstore_spec(tree) else tree
+    if isinstance(array, np.ndarray):
+        report.count_dtypes([array])
+        return array.astype(np.float32)
+    raise UserError(f"{base_dir}: parameter {prefix} is a {type(array).__name__}, not an array")
 
 
 def read_t5x_params(path: pathlib.Path, report: ImportReport) -> param_layout.FlatParams:

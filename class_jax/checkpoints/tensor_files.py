@@ -42,22 +42,23 @@ def read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
       path: the file.
 
     Returns:
-      name -> array (copied out of the file, so the file may be closed or replaced afterwards).
+      name -> array (copied out of the file, so it may be replaced afterwards).
 
     Raises:
       UserError: a truncated or malformed file, or an unsupported dtype.
     """
-    data = pathlib.Path(path).read_bytes()
-    if len(data) < 8:
+    if pathlib.Path(path).stat().st_size < 8:
         raise UserError(f"{path}: not a safetensors file (shorter than its 8-byte header size)")
-    (header_size,) = struct.unpack("<Q", data[:8])
+    # Memory-mapped, so a multi-GB file is paged in tensor by tensor rather than held twice.
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    (header_size,) = struct.unpack("<Q", data[:8].tobytes())
     if 8 + header_size > len(data):
         raise UserError(f"{path}: truncated safetensors file (header of {header_size} bytes)")
     try:
-        header = json.loads(data[8:8 + header_size])
+        header = json.loads(data[8:8 + header_size].tobytes())
     except ValueError as e:
         raise UserError(f"{path}: malformed safetensors header: {e}") from e
-    body = memoryview(data)[8 + header_size:]
+    body = data[8 + header_size:]
     tensors = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -70,8 +71,8 @@ def read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
         count = int(np.prod(shape, dtype=np.int64))
         if end > len(body) or end - begin != count * np.dtype(dtype).itemsize:
             raise UserError(f"{path}: tensor {name} {shape} {info['dtype']} has inconsistent data offsets")
-        tensors[name] = np.frombuffer(body[begin:end], dtype=np.dtype(dtype).newbyteorder("<")).reshape(
-            shape).astype(dtype, copy=True)
+        tensors[name] = np.array(body[begin:end].view(np.dtype(dtype).newbyteorder("<")).reshape(shape),
+                                 dtype=dtype)
     return tensors
 
 
@@ -84,7 +85,12 @@ class _StorageType:
 
 def _rebuild_tensor(storage: np.ndarray, storage_offset: int, size: tuple[int, ...], stride: tuple[int, ...],
                     requires_grad: bool = False, backward_hooks: Any = None, metadata: Any = None) -> np.ndarray:
-    """numpy stand-in for `torch._utils._rebuild_tensor_v2`: a strided view of a storage, copied out."""
+    """numpy stand-in for `torch._utils._rebuild_tensor_v2`.
+
+    A tensor spanning its whole storage (the usual case in a state dict) is returned as a read-only array over
+    the storage's bytes, without a copy; views and strided tensors are copied out, so no two returned arrays
+    share memory.
+    """
     del requires_grad, backward_hooks, metadata
     itemsize = storage.dtype.itemsize
     if 0 in size:
@@ -93,6 +99,9 @@ def _rebuild_tensor(storage: np.ndarray, storage_offset: int, size: tuple[int, .
     last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
     if storage_offset < 0 or min(stride, default=0) < 0 or last >= storage.size:
         raise UserError(f"tensor of size {tuple(size)} runs past the end of its storage")
+    contiguous_strides = tuple(int(np.prod(size[i + 1:], dtype=np.int64)) for i in range(len(size)))
+    if storage_offset == 0 and tuple(stride) == contiguous_strides and last == storage.size - 1:
+        return storage.reshape(tuple(size))
     view = np.lib.stride_tricks.as_strided(storage[storage_offset:], shape=tuple(size),
                                            strides=tuple(s * itemsize for s in stride))
     return np.array(view)
@@ -151,7 +160,7 @@ def read_torch_zip(path: pathlib.Path) -> dict[str, np.ndarray]:
       path: the .bin file.
 
     Returns:
-      name -> array (native byte order).
+      name -> array (native byte order; possibly read-only).
 
     Raises:
       UserError: not a zip archive (legacy torch format), a forbidden global, or a value that is not a tensor.

@@ -79,16 +79,21 @@ def jax_outputs(params: Mapping[str, Any], config: ModelConfig,
                 batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The same three quantities from our model (`Transformer.encode` / `decode`), at highest matmul precision."""
     module = Transformer(config)
-    variables = {"params": params}
-    tokens = jnp.asarray(batch["input_ids"], jnp.int32)
+
+    @jax.jit
+    def forward(params: Mapping[str, Any], tokens: jax.Array, decoder_input_tokens: jax.Array,
+                targets: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:
+        encoded = module.apply({"params": params}, tokens, method="encode")
+        logits, _ = module.apply({"params": params}, encoded, tokens > 0, decoder_input_tokens, method="decode")
+        loss, _, _ = losses.cross_entropy(logits, targets, weights)
+        return {"encoder": encoded, "logits": logits, "loss": loss}
+
     labels = batch["labels"]
     with jax.default_matmul_precision("highest"):
-        encoded = module.apply(variables, tokens, method="encode")
-        logits, _ = module.apply(variables, encoded, tokens > 0, jnp.asarray(decoder_inputs(labels), jnp.int32),
-                                 method="decode")
-        loss, _, _ = losses.cross_entropy(logits, jnp.asarray(np.maximum(labels, 0), jnp.int32),
-                                          jnp.asarray(labels != _LABEL_PAD, jnp.float32))
-    return {"encoder": np.asarray(encoded), "logits": np.asarray(logits), "loss": np.asarray(loss)}
+        out = forward(params, jnp.asarray(batch["input_ids"], jnp.int32),
+                      jnp.asarray(decoder_inputs(labels), jnp.int32), jnp.asarray(np.maximum(labels, 0), jnp.int32),
+                      jnp.asarray(labels != _LABEL_PAD, jnp.float32))
+    return {name: np.asarray(value) for name, value in out.items()}
 
 
 def greedy_decode(params: Mapping[str, Any], config: ModelConfig, input_ids: np.ndarray, max_length: int,
@@ -106,20 +111,25 @@ def greedy_decode(params: Mapping[str, Any], config: ModelConfig, input_ids: np.
       [batch, max_length] int32 tokens, 0 after EOS.
     """
     module = Transformer(config)
-    tokens = jnp.asarray(input_ids, jnp.int32)
-    valid = tokens > 0
-    with jax.default_matmul_precision("highest"):
+
+    @jax.jit
+    def run(params: Mapping[str, Any], tokens: jax.Array) -> jax.Array:
+        valid = tokens > 0
         encoded = module.apply({"params": params}, tokens, method="encode")
-        _, created = module.apply({"params": params}, encoded, valid, jnp.zeros((tokens.shape[0], max_length),
-                                                                                  jnp.int32),
-                                  True, True, method="decode", mutable=["cache"])
+        # The first decode call sizes the cache for max_length positions.
+        _, created = module.apply({"params": params}, encoded, valid,
+                                  jnp.zeros((tokens.shape[0], max_length), jnp.int32), True, True,
+                                  method="decode", mutable=["cache"])
 
         def step(cache: Any, last_tokens: jax.Array) -> tuple[jax.Array, Any]:
             (logits, _), mutated = module.apply({"params": params, "cache": cache}, encoded, valid, last_tokens,
                                                 True, True, method="decode", mutable=["cache"])
             return logits[:, -1], mutated["cache"]
 
-        return np.asarray(decoding.greedy_decode(step, created["cache"], tokens.shape[0], max_length, eos_id))
+        return decoding.greedy_decode(step, created["cache"], tokens.shape[0], max_length, eos_id)
+
+    with jax.default_matmul_precision("highest"):
+        return np.asarray(run(params, jnp.asarray(input_ids, jnp.int32)))
 
 
 def compare_with_hf(hf_directory: pathlib.Path, params: Mapping[str, Any], config: ModelConfig, *,

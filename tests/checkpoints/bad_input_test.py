@@ -126,3 +126,9 @@ def test_truncated_safetensors_is_refused(tmp_path, hf_dir):
         tensor_files.read_safetensors(tmp_path / "cut.safetensors")
     np.testing.assert_array_equal(tensor_files.read_safetensors(hf_dir / "model.safetensors")["shared.weight"],
                                   fx.read_tensors(hf_dir)["shared.weight"].numpy())
+
+
+def test_empty_safetensors_is_refused(tmp_path):
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    with pytest.raises(UserError, match="not a safetensors file"):
+        tensor_files.read_safetensors(tmp_path / "empty.safetensors")
