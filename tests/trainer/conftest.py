@@ -1,0 +1,48 @@
+"""Fixtures of the trainer tests: a persistent XLA compilation cache shared by the tests and their subprocesses.
+
+The trainer tests compile the same tiny programs many times (in-process runs, resumed runs, CLI subprocesses);
+caching the executables on disk keeps the area's default run within a few minutes on a small CPU machine.
+"""
+
+import os
+import pathlib
+
+import jax
+import pytest
+
+TESTS_DIR = pathlib.Path(__file__).resolve().parent
+TESTDATA = TESTS_DIR / "testdata"
+
+
+@pytest.fixture(scope="session")
+def compilation_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    return tmp_path_factory.mktemp("xla_cache")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _persistent_compilation_cache(compilation_cache_dir: pathlib.Path):
+    previous = {name: getattr(jax.config, name) for name in (
+        "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes")}
+    jax.config.update("jax_compilation_cache_dir", str(compilation_cache_dir))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    yield
+    for name, value in previous.items():
+        jax.config.update(name, value)
+
+
+@pytest.fixture
+def subprocess_env(compilation_cache_dir: pathlib.Path) -> dict[str, str]:
+    """Environment for `class-jax` subprocesses: the test model importable, 8 CPU devices, the shared cache."""
+    env = dict(os.environ)
+    env.update({
+        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_COMPILATION_CACHE_DIR": str(compilation_cache_dir),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    })
+    return env
