@@ -42,8 +42,8 @@ def test_passage_vector_alone_equals_inside_pair(retriever_layer):
     config = TINY.__class__(**{**TINY.__dict__, "retriever_layer": retriever_layer})
     model, params = _init(config)
     batch = _batch()
-    pair = model.module.apply({"params": params}, batch["query_tokens"], batch["passage_tokens"],
-                              method="encode_pairs")
+    pair = jax.jit(lambda q, p: model.module.apply({"params": params}, q, p, method="encode_pairs"))(
+        batch["query_tokens"], batch["passage_tokens"])
     in_pair_passages = model._vectors(params, pair["passage_readout"], False)["vectors"]
     in_pair_queries = model._vectors(params, pair["query_readout"], True)["vectors"]
     alone_passages = model.encode_for_retrieval(params, batch["passage_tokens"].reshape(6, 9), False)["vectors"]
@@ -144,8 +144,8 @@ def test_remat_gives_identical_loss_and_gradients(policy):
     model, params = _init(TINY)
     remat_model = CLASSModel(TINY.__class__(**{**TINY.__dict__, "remat_policy": policy}))
     batch = _batch()
-    loss_a, grads_a = jax.value_and_grad(lambda p: model.loss_fn(p, batch, None)[0])(params)
-    loss_b, grads_b = jax.value_and_grad(lambda p: remat_model.loss_fn(p, batch, None)[0])(params)
+    loss_a, grads_a = jax.jit(jax.value_and_grad(lambda p: model.loss_fn(p, batch, None)[0]))(params)
+    loss_b, grads_b = jax.jit(jax.value_and_grad(lambda p: remat_model.loss_fn(p, batch, None)[0]))(params)
     np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), grads_a, grads_b)
 
@@ -154,8 +154,8 @@ def test_bfloat16_compute_is_close_to_float32():
     model, params = _init(TINY)
     bf16 = CLASSModel(TINY.__class__(**{**TINY.__dict__, "dtype": "bfloat16"}))
     batch = _batch()
-    loss_32, _ = model.loss_fn(params, batch, None)
-    loss_16, _ = bf16.loss_fn(params, batch, None)
+    loss_32, _ = jax.jit(model.loss_fn)(params, batch, None)
+    loss_16, _ = jax.jit(bf16.loss_fn)(params, batch, None)
     assert np.isfinite(loss_16)
     np.testing.assert_allclose(loss_16, loss_32, rtol=5e-2)
 
@@ -164,9 +164,10 @@ def test_dropout_changes_loss_only_with_an_rng():
     config = TINY.__class__(**{**TINY.__dict__, "dropout_rate": 0.3})
     model, params = _init(config)
     batch = _batch()
-    a, _ = model.loss_fn(params, batch, None)
-    b, _ = model.loss_fn(params, batch, None)
-    c, _ = model.loss_fn(params, batch, jax.random.PRNGKey(3))
+    loss_fn = jax.jit(model.loss_fn)
+    a, _ = loss_fn(params, batch, None)
+    b, _ = loss_fn(params, batch, None)
+    c, _ = loss_fn(params, batch, jax.random.PRNGKey(3))
     assert a == b and a != c
 
 
