@@ -17,7 +17,6 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 import flax.linen as nn
-import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,7 +32,6 @@ Array = jax.Array
 PyTree = Any
 
 
-@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     """Which loss terms are on and how they are weighted.
@@ -65,11 +63,10 @@ class LossConfig:
     reader_retriever_kl: bool = False
 
 
-@gin.configurable
 class CLASSModel(BaseModel):
     """One mT5 that retrieves (first B encoder layers) and reads (FiD), trained as in CLASS."""
 
-    def __init__(self, config: ModelConfig = gin.REQUIRED, loss_config: LossConfig = LossConfig(),
+    def __init__(self, config: ModelConfig, loss_config: LossConfig = LossConfig(),
                  max_decode_length: int = 50, num_beams: int = 1, eos_id: int = 1, token_chunk_size: int = 256):
         """Builds the model.
 
