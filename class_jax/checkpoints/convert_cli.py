@@ -1,7 +1,8 @@
 """`class-jax convert`: import HF / T5X checkpoints, export to HF, and check parity with transformers.
 
     class-jax convert --from {hf,t5x,class_jax} --input PATH --output DIR [--to {class_jax,hf}]
-                      [--num_heads N] [--override FIELD=VALUE ...] [--seed S] [--overwrite] [--verify]
+                      [--num_heads N] [--override FIELD=VALUE ...] [--spiece_model FILE] [--seed S]
+                      [--overwrite] [--verify]
 
 What the import did (parameters it had to create, assumptions) goes to stderr. With --verify the written
 checkpoint is read back, run in JAX and compared with the transformers model — the source itself for
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
                         help="set a ModelConfig field (VALUE parsed as JSON, else taken as a string), e.g. "
                              "retrieval_mode=token, retriever_layer=12, dropout_rate=0.0; repeatable")
+    parser.add_argument("--spiece_model", type=pathlib.Path, default=None,
+                        help="sentencepiece model to store with the output (default: the source's spiece.model; "
+                             "T5X checkpoints keep theirs elsewhere)")
     parser.add_argument("--seed", type=int, default=0, help="seed for parameters the source lacks")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.add_argument("--verify", action="store_true",
@@ -125,7 +129,11 @@ def run(args: argparse.Namespace) -> int:
     if args.verify:  # fail before any work when torch / transformers are missing
         from class_jax.checkpoints import verify  # pylint: disable=import-outside-toplevel
         verify.import_torch_transformers()
+    if args.spiece_model is not None and not args.spiece_model.is_file():
+        raise UserError(f"--spiece_model {args.spiece_model}: no such file")
     source = load_source(args)
+    if args.spiece_model is not None:
+        source.spiece_model = args.spiece_model
     print(source.report.summary(), file=sys.stderr)
     nested = param_layout.unflatten(source.params)
     if args.target_format == "class_jax":

@@ -56,12 +56,16 @@ def test_verify_catches_a_corrupted_tensor(hf_dir, tmp_path, capsys, monkeypatch
 
 
 def test_t5x_to_hf_with_verify(shared_dir, tmp_path, capsys):
+    vocab = tmp_path / "vocab.model"
+    vocab.write_bytes(b"sentencepiece model bytes")
     code = cli.main(["convert", "--from", "t5x", "--input", str(shared_dir / "fixtures/t5x/test_t5_tiny.checkpoint_0"),
-                     "--output", str(tmp_path / "hf"), "--to", "hf", "--num_heads", "4", "--verify"])
+                     "--output", str(tmp_path / "hf"), "--to", "hf", "--num_heads", "4", "--spiece_model", str(vocab),
+                     "--verify"])
     result = _json_line(capsys.readouterr().out)
     assert code == 0 and result["ok"] is True
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert (config["num_heads"], config["d_kv"], config["feed_forward_proj"]) == (4, 3, "gated-gelu")
+    assert (tmp_path / "hf" / "spiece.model").read_bytes() == b"sentencepiece model bytes"
 
 
 def test_class_jax_to_hf_keeps_the_source_config(hf_dir, tmp_path, capsys):
