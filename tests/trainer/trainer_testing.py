@@ -43,3 +43,20 @@ def tiny_sharding_partitioner(gin_file: str, **bindings):
         return gin.get_configurable(partitioning.Partitioner)()
     finally:
         gin.clear_config()
+
+
+def train_tiny(model_dir: pathlib.Path, partitioner, total_steps: int = 4, global_batch_size: int = 8,
+               config=None, **train_kwargs):
+    """Trains the tiny model on synthetic data with train.train (log every step, no TensorBoard)."""
+    from class_jax.trainer import checkpoints, data, optimizers, train  # pylint: disable=import-outside-toplevel
+    import trainer_test_model as tm  # pylint: disable=import-outside-toplevel
+    kwargs = dict(
+        model=tm.TinyEncDecModel(config or tm.TinyConfig(dropout_rate=0.1)),
+        train_dataset_cfg=data.IteratorDataSource(tm.synthetic_host_iterator, global_batch_size),
+        partitioner=partitioner, model_dir=str(model_dir), total_steps=total_steps,
+        # A schedule independent of total_steps keeps the compiled step (and the XLA cache entry) shared.
+        optimizer=optimizers.adamw(optimizers.learning_rate_schedule(1e-2, 100, warmup_steps=1)),
+        checkpoint_cfg=checkpoints.CheckpointConfig(save_every_steps=2, keep=10, async_save=False),
+        log_period=1, tensorboard=False, peak_flops_per_device=1e9)
+    kwargs.update(train_kwargs)
+    return train.train(**kwargs)

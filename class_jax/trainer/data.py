@@ -1,0 +1,166 @@
+"""Training data: SeqIO datasets (T5X-style DatasetConfig) or plain Python iterators, sharded per host, resumable.
+
+Resuming exactly. A data source is a deterministic function of (host shard, number of batches to skip): the SeqIO
+pipeline is built with a fixed shuffle seed (and seeded preprocessors), so batch n of a run is always the same
+batch, and resuming at step s rebuilds the pipeline and skips the batches already consumed. The checkpoint stores
+only that position (see `DataPosition`), not tf.data's internal buffers: it is tiny, backend-agnostic, survives
+changes of host count that keep the global batch, and costs a skip over consumed batches on restart (it reads and
+preprocesses them again, minutes for very long runs; tf.data iterator checkpointing would avoid that but ties the
+checkpoint to one host layout and stores shuffle buffers per host).
+"""
+
+import dataclasses
+import importlib
+import itertools
+from typing import Any, Callable, Iterator, Mapping, Optional, Protocol
+
+import numpy as np
+
+from class_jax.models.base import BaseModel
+from class_jax.trainer.partitioning import HostBatchShard
+
+Batch = dict[str, np.ndarray]
+
+
+class DataSource(Protocol):
+    """Where training batches come from.
+
+    Attributes:
+      global_batch_size: rows per step over all hosts.
+    """
+
+    global_batch_size: int
+
+    def make_iterator(self, shard: HostBatchShard, skip_batches: int) -> Iterator[Batch]:
+        """A fresh iterator over this host's rows of batches `skip_batches`, `skip_batches + 1`, ..."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataPosition:
+    """Where the training data stands; saved with every checkpoint.
+
+    Attributes:
+      source_start_step: the step at which the current data source delivered its first batch (0, or the step at
+        which a hook switched the data).
+      batches_consumed: batches taken from the current source so far.
+    """
+
+    source_start_step: int = 0
+    batches_consumed: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "DataPosition":
+        return cls(source_start_step=int(data["source_start_step"]), batches_consumed=int(data["batches_consumed"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    """A SeqIO dataset, T5X's `utils.DatasetConfig` trimmed to what class_jax uses.
+
+    Attributes:
+      mixture_or_task_name: a registered SeqIO task or mixture.
+      task_feature_lengths: task feature -> maximum length (e.g. {"query_tokens": 50, ...}).
+      split: dataset split.
+      batch_size: GLOBAL batch size (rows per step over all hosts).
+      shuffle: shuffle the examples (training).
+      seed: shuffle / preprocessing seed; fixed seeds make the pipeline deterministic and resumable.
+      use_cached: read the task's offline cache.
+      pack: let the feature converter pack examples.
+      num_epochs: passes over the data; None repeats forever (training).
+      module: a module to import first, registering the tasks (e.g. "class_jax.tasks").
+    """
+
+    mixture_or_task_name: str
+    task_feature_lengths: Mapping[str, int]
+    split: str
+    batch_size: int
+    shuffle: bool = True
+    seed: Optional[int] = 42
+    use_cached: bool = False
+    pack: bool = False
+    num_epochs: Optional[int] = None
+    module: Optional[str] = None
+
+
+def feature_converter_for(model: BaseModel, pack: bool = False) -> Any:
+    """The SeqIO feature converter the model asks for (its `FEATURE_CONVERTER_CLS`, as in T5X).
+
+    Raises:
+      ValueError: if the model names none.
+    """
+    converter_cls = getattr(model, "FEATURE_CONVERTER_CLS", None)
+    if converter_cls is None:
+        raise ValueError(f"{type(model).__name__} has no FEATURE_CONVERTER_CLS; SeqIO datasets need one")
+    return converter_cls(pack=pack)
+
+
+class SeqioDataSource:
+    """A DatasetConfig bound to the model's feature converter."""
+
+    def __init__(self, config: DatasetConfig, feature_converter: Any):
+        self.config = config
+        self.feature_converter = feature_converter
+        self.global_batch_size = config.batch_size
+
+    def dataset(self, shard: HostBatchShard, skip_batches: int = 0) -> Any:
+        """The tf.data.Dataset of this host's batches, positioned after `skip_batches` batches."""
+        import seqio  # pylint: disable=import-outside-toplevel  (keeps TensorFlow out of non-SeqIO runs)
+        if self.config.module:
+            importlib.import_module(self.config.module)
+        ds = seqio.get_dataset(
+            self.config.mixture_or_task_name,
+            task_feature_lengths=dict(self.config.task_feature_lengths),
+            feature_converter=self.feature_converter,
+            dataset_split=self.config.split,
+            use_cached=self.config.use_cached,
+            shuffle=self.config.shuffle,
+            num_epochs=self.config.num_epochs,
+            shard_info=seqio.ShardInfo(index=shard.index, num_shards=shard.num_shards),
+            seed=self.config.seed,
+            batch_size=shard.local_batch_size,
+        )
+        return ds.skip(skip_batches).prefetch(2) if skip_batches else ds.prefetch(2)
+
+    def make_iterator(self, shard: HostBatchShard, skip_batches: int) -> Iterator[Batch]:
+        return self.dataset(shard, skip_batches).as_numpy_iterator()
+
+
+class IteratorDataSource:
+    """Batches from a Python function, for tests and custom pipelines.
+
+    `make_host_iterator(shard)` must return this host's rows of global batches 0, 1, 2, ... deterministically;
+    positioning skips by consuming.
+    """
+
+    def __init__(self, make_host_iterator: Callable[[HostBatchShard], Iterator[Batch]], global_batch_size: int):
+        self.make_host_iterator = make_host_iterator
+        self.global_batch_size = global_batch_size
+
+    def make_iterator(self, shard: HostBatchShard, skip_batches: int) -> Iterator[Batch]:
+        iterator = self.make_host_iterator(shard)
+        return itertools.islice(iterator, skip_batches, None)
+
+
+def as_data_source(config_or_source: DatasetConfig | DataSource, model: BaseModel) -> DataSource:
+    """A DataSource from a DatasetConfig (SeqIO, with the model's feature converter) or an existing source."""
+    if isinstance(config_or_source, DatasetConfig):
+        return SeqioDataSource(config_or_source, feature_converter_for(model, config_or_source.pack))
+    if not hasattr(config_or_source, "make_iterator"):
+        raise TypeError(f"expected a DatasetConfig or a DataSource, got {type(config_or_source).__name__}")
+    return config_or_source
+
+
+def peek_batch_spec(source: DataSource, shard: HostBatchShard) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Feature -> (GLOBAL shape, dtype) of the source's batches, read from a throwaway iterator's first batch."""
+    first = next(iter(source.make_iterator(shard, 0)))
+    spec = {}
+    for name, value in first.items():
+        value = np.asarray(value)
+        if value.shape[0] != shard.local_batch_size:
+            raise ValueError(f"feature {name!r} has {value.shape[0]} rows; this host feeds "
+                             f"{shard.local_batch_size} of a global batch of {shard.global_batch_size}")
+        spec[name] = ((shard.global_batch_size,) + value.shape[1:], value.dtype)
+    return spec

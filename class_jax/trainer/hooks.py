@@ -1,0 +1,116 @@
+"""Periodic hooks: code that runs inside the training loop every N steps with the current parameters.
+
+CLASS's asynchronous passage update is one: every 1,000 steps it re-encodes the corpus with the current retriever
+and switches training to the re-retrieved passages. A hook may therefore return a `DataSwitch`: from the step it
+names, training reads a new data source (its batches counted from 0 at that step).
+
+Resumption. Data switches are part of the run's deterministic history, so a run resumed at step s must train on
+what the uninterrupted run read at step s. At start-up the loop calls every hook not due at s with
+`ctx.resuming = True` (and `ctx.step = s`); a data-switching hook must then return the switch that was in force
+at step s (typically by reloading what it wrote to `ctx.model_dir` when it last ran, whose step it records as
+`start_step`), or None when its data has not switched yet. The loop then skips the batches already consumed
+since `start_step`.
+"""
+
+import dataclasses
+import pathlib
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+from class_jax.models.base import BaseModel
+from class_jax.trainer.data import DataSource
+from class_jax.trainer.partitioning import Partitioner
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class HookContext:
+    """What a hook sees.
+
+    Attributes:
+      step: the current step (number of optimizer steps taken; the next batch trained on is batch `step`).
+      params: the current parameters (sharded global arrays; read, do not donate).
+      model: the model.
+      partitioner: mesh and rules, to run jitted code over the same devices.
+      model_dir: the run's directory, where hooks keep what they must reload on resumption.
+      resuming: True for the start-up call of a resumed (or warm-started at step > 0) run.
+    """
+
+    step: int
+    params: PyTree
+    model: BaseModel
+    partitioner: Partitioner
+    model_dir: pathlib.Path
+    resuming: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSwitch:
+    """Train on `source` from `start_step` on (its first batch is consumed at step `start_step`)."""
+
+    source: DataSource
+    start_step: int
+
+
+class HookFn(Protocol):
+
+    def __call__(self, ctx: HookContext) -> Optional[DataSwitch]:
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class PeriodicHook:
+    """Runs `fn` at every step that is a multiple of `every_steps` (step 0 included when `run_at_start`).
+
+    Attributes:
+      fn: the hook.
+      every_steps: period in steps.
+      run_at_start: also run at step 0 of a fresh run (e.g. the first retrieval before training starts).
+      name: for logs.
+    """
+
+    fn: HookFn
+    every_steps: int
+    run_at_start: bool = True
+    name: str = "hook"
+
+    def __post_init__(self):
+        if self.every_steps < 1:
+            raise ValueError(f"hook {self.name}: every_steps={self.every_steps} must be >= 1")
+
+    def due(self, step: int) -> bool:
+        """Whether the hook runs before training on batch `step`."""
+        if step == 0:
+            return self.run_at_start
+        return step % self.every_steps == 0
+
+
+def run_hooks(hooks: Sequence[PeriodicHook], ctx: HookContext) -> Optional[DataSwitch]:
+    """Runs the hooks at `ctx.step`; returns the last data switch any of them made, if any.
+
+    Normally only hooks due at this step run. On resumption (`ctx.resuming`), hooks due at this step run normally
+    (the uninterrupted run ran them here too) and every other hook runs with `resuming=True` to re-establish
+    its state.
+    """
+    switch = None
+    for hook in hooks:
+        due = hook.due(ctx.step)
+        if not (due or ctx.resuming):
+            continue
+        result = hook.fn(dataclasses.replace(ctx, resuming=ctx.resuming and not due))
+        if result is not None:
+            if result.start_step > ctx.step:
+                raise ValueError(f"hook {hook.name} switched data at future step {result.start_step} "
+                                 f"(now {ctx.step})")
+            switch = result
+    return switch
+
+
+def as_hooks(hooks: Sequence[PeriodicHook | Callable[..., Any]] | None) -> list[PeriodicHook]:
+    """Validates a gin-provided hook list."""
+    out = []
+    for hook in hooks or ():
+        if not isinstance(hook, PeriodicHook):
+            raise TypeError(f"hooks must be PeriodicHook instances, got {type(hook).__name__}")
+        out.append(hook)
+    return out

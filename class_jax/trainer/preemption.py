@@ -1,0 +1,59 @@
+"""Preemption: SIGTERM / SIGINT ask the loop to checkpoint at the current step and return.
+
+The handler only sets a flag; the loop polls it between steps, so the save happens at a step boundary with a
+consistent state. With several processes the flag is OR-reduced across them at every poll (a signal may reach the
+hosts at different steps; all must stop at the same one to save together). A second SIGINT restores Python's
+default behaviour (KeyboardInterrupt), so an impatient user can still abort.
+"""
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Optional
+
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class PreemptionWatcher:
+    """Installs the signal handlers for the duration of a `with` block."""
+
+    def __init__(self):
+        self._requested = threading.Event()
+        self._previous: dict[int, object] = {}
+        self.signal_name: Optional[str] = None
+
+    def __enter__(self) -> "PreemptionWatcher":
+        if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+            for sig in _SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        del frame
+        self.signal_name = signal.Signals(signum).name
+        logging.warning("Received %s: will checkpoint at the end of the current step and exit.", self.signal_name)
+        self._requested.set()
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def request(self) -> None:
+        """Asks for a stop as a signal would (tests, hooks)."""
+        self._requested.set()
+
+    def should_stop(self) -> bool:
+        """Whether any process was asked to stop; collective when there are several processes."""
+        local = self._requested.is_set()
+        if jax.process_count() == 1:
+            return local
+        flags = multihost_utils.process_allgather(np.asarray([local], dtype=np.int32))
+        return bool(np.any(flags))

@@ -1,0 +1,265 @@
+"""The training job (T5X's `train`), configured in gin and run by `class-jax train`.
+
+    from __gin__ import dynamic_registration
+    import class_jax.trainer.train as train_script
+    train_script.train:
+      model = %MODEL
+      train_dataset_cfg = @train/data.DatasetConfig()
+      partitioner = @partitioning.Partitioner()
+      ...
+
+One loop iteration at step s: run the hooks due at s (they may switch the data) -> train on batch s -> log every
+`log_period` steps -> evaluate every `eval_period` steps -> checkpoint per the policy -> stop here (after saving)
+if SIGTERM/SIGINT arrived. A run restarted with the same command resumes from its latest checkpoint and repeats
+the uninterrupted run exactly (deterministic data position, per-step dropout keys).
+"""
+
+import dataclasses
+import logging
+import pathlib
+import time
+from typing import Any, Iterator, Optional, Sequence
+
+import jax
+import numpy as np
+
+from class_jax.models.base import BaseModel
+from class_jax.trainer import checkpoints as checkpoints_lib
+from class_jax.trainer import data as data_lib
+from class_jax.trainer import gin_utils
+from class_jax.trainer import hooks as hooks_lib
+from class_jax.trainer import metrics as metrics_lib
+from class_jax.trainer import param_sources
+from class_jax.trainer import train_state as train_state_lib
+from class_jax.trainer import train_step as train_step_lib
+from class_jax.trainer.optimizers import Optimizer
+from class_jax.trainer.partitioning import Partitioner
+from class_jax.trainer.preemption import PreemptionWatcher
+
+PyTree = Any
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """How a training run ended.
+
+    Attributes:
+      state: the final train state (sharded).
+      step: the step reached.
+      preempted: stopped early by SIGTERM / SIGINT (after saving a checkpoint at `step`).
+      last_metrics: the last logged training metrics.
+      eval_results: the last evaluation results (task -> metric -> value).
+    """
+
+    state: train_state_lib.TrainState
+    step: int
+    preempted: bool
+    last_metrics: dict[str, float]
+    eval_results: dict[str, Any]
+
+
+def _make_rng(seed: int, purpose: int, partitioner: Partitioner) -> jax.Array:
+    """A raw uint32 PRNG key derived from the seed, replicated over the mesh (identical on every process)."""
+    key = np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(seed), purpose)))
+    return jax.make_array_from_callback(key.shape, partitioner.replicated, lambda index: key[index])
+
+
+def _restore_or_initialize(model: BaseModel, optimizer: Optimizer, partitioner: Partitioner,
+                           layout: train_state_lib.StateLayout, checkpointer: checkpoints_lib.TrainCheckpointer,
+                           seed: int, initial_checkpoint: Optional[str],
+                           name_mapping: param_sources.NameMapping, model_dir: pathlib.Path,
+                           input_types: dict[str, Any]) -> tuple[train_state_lib.TrainState, data_lib.DataPosition]:
+    """The run's own latest readable checkpoint -> the initial checkpoint (params) -> a fresh initialisation."""
+    restored = checkpointer.restore_latest(layout)
+    if restored is not None:
+        logging.info("Resuming from %s step %d.", checkpointer.directory, restored.step)
+        return restored.state, restored.data_position
+    init_rng = jax.random.fold_in(jax.random.key(seed), 0)
+    state = train_state_lib.init_train_state(model, optimizer.transform, partitioner, layout, init_rng, input_types)
+    if initial_checkpoint:
+        params, report = param_sources.load_initial_params(
+            initial_checkpoint, state.params, layout.shardings.params, name_mapping,
+            model_config=getattr(model, "config", None))
+        report.log()
+        checkpoints_lib.write_json_report(model_dir / "initial_checkpoint_report.json", report.to_json())
+        state = train_state_lib.reinit_opt_state(optimizer.transform, partitioner, layout, params)
+    else:
+        logging.info("Training from scratch (seed %d).", seed)
+    return state, data_lib.DataPosition()
+
+
+def train(*,
+          model: BaseModel,
+          train_dataset_cfg: data_lib.DatasetConfig | data_lib.DataSource,
+          partitioner: Partitioner,
+          model_dir: str,
+          total_steps: int,
+          optimizer: Optimizer,
+          checkpoint_cfg: checkpoints_lib.CheckpointConfig = checkpoints_lib.CheckpointConfig(),
+          eval_dataset_cfgs: Sequence[data_lib.DatasetConfig] = (),
+          eval_period: Optional[int] = None,
+          log_period: int = 100,
+          random_seed: int = 0,
+          initial_checkpoint: Optional[str] = None,
+          initial_checkpoint_name_mapping: param_sources.NameMapping = (),
+          num_microbatches: int = 1,
+          microbatch_weighting: str = "num_tokens",
+          hooks: Sequence[hooks_lib.PeriodicHook] = (),
+          peak_flops_per_device: Optional[float] = None,
+          tensorboard: bool = True) -> TrainResult:
+    """Trains `model` to `total_steps`, resuming from `model_dir` when it holds checkpoints.
+
+    Args:
+      model: the model (BaseModel).
+      train_dataset_cfg: a SeqIO DatasetConfig (batch_size is global) or any DataSource.
+      partitioner: mesh and logical-axis rules.
+      model_dir: the run's directory (checkpoints, metrics.jsonl, TensorBoard, gin configs, eval outputs).
+      total_steps: train until the state's step reaches this.
+      optimizer: from class_jax.trainer.optimizers (adamw / adafactor).
+      checkpoint_cfg: save period and retention.
+      eval_dataset_cfgs: SeqIO eval datasets, evaluated with seqio.Evaluator every `eval_period` and at the end.
+      eval_period: steps between evaluations (None: only at the end, when eval datasets are given).
+      log_period: steps between metric records.
+      random_seed: seeds parameter initialisation and dropout.
+      initial_checkpoint: params_io directory or another run's directory to warm-start from when this run has no
+        checkpoint of its own.
+      initial_checkpoint_name_mapping: (target regex, source template or None) rules for the warm start.
+      num_microbatches: gradient-accumulation steps per batch.
+      microbatch_weighting: "num_tokens" or "uniform" (see train_step).
+      hooks: periodic hooks (retrieval refresh, ...).
+      peak_flops_per_device: for MFU; None looks it up or measures it (see metrics).
+      tensorboard: also write TensorBoard events.
+
+    Returns:
+      How the run ended.
+
+    Raises:
+      ValueError: inconsistent configuration or a data source that runs dry.
+    """
+    model_dir_path = pathlib.Path(model_dir).absolute()
+    model_dir_path.mkdir(parents=True, exist_ok=True)
+    gin_utils.write_config(model_dir_path / "config.gin")
+    hook_list = hooks_lib.as_hooks(hooks)
+    source = data_lib.as_data_source(train_dataset_cfg, model)
+    global_batch_size = source.global_batch_size
+    shard = partitioner.host_batch_shard(global_batch_size)
+    batch_spec = data_lib.peek_batch_spec(source, shard)
+    input_shapes = {name: shape for name, (shape, _) in batch_spec.items()}
+    input_types = {name: dtype for name, (_, dtype) in batch_spec.items()}
+    layout = train_state_lib.build_state_layout(model, optimizer.transform, partitioner, input_shapes, input_types)
+
+    checkpointer = checkpoints_lib.TrainCheckpointer(model_dir_path, checkpoint_cfg)
+    state, position = _restore_or_initialize(model, optimizer, partitioner, layout, checkpointer, random_seed,
+                                             initial_checkpoint, initial_checkpoint_name_mapping, model_dir_path,
+                                             input_types)
+    step = int(jax.device_get(state.step))
+
+    dropout_rng = _make_rng(random_seed, 1, partitioner)
+    step_fn = train_step_lib.make_train_step(model, optimizer, num_microbatches, microbatch_weighting)
+    compile_start = time.perf_counter()
+    compiled_step = train_step_lib.compile_train_step(step_fn, partitioner, layout, batch_spec, dropout_rng)
+    logging.info("Compiled the train step in %.1f s.", time.perf_counter() - compile_start)
+    flops_per_step = model.flops_per_step(input_shapes) or train_step_lib.compiled_flops(compiled_step)
+    peak_flops, peak_source = metrics_lib.peak_flops_per_device(peak_flops_per_device)
+    logging.info("MFU basis: %.4g model FLOPs/step, peak %.4g FLOP/s per device (%s), %d devices.",
+                 flops_per_step, peak_flops, peak_source, jax.device_count())
+    tokens_per_step = metrics_lib.count_batch_tokens(batch_spec)
+
+    evaluators = _make_evaluators(model, eval_dataset_cfgs, partitioner, model_dir_path)
+    writer = metrics_lib.MetricsWriter(model_dir_path, tensorboard=tensorboard)
+    accumulator = metrics_lib.MetricsAccumulator()
+    timer = metrics_lib.PeriodTimer()
+    result = TrainResult(state=state, step=step, preempted=False, last_metrics={}, eval_results={})
+
+    def hook_context(resuming: bool) -> hooks_lib.HookContext:
+        return hooks_lib.HookContext(step=step, params=state.params, model=model, partitioner=partitioner,
+                                     model_dir=model_dir_path, resuming=resuming)
+
+    def run_hooks(resuming: bool) -> None:
+        nonlocal source, position, iterator
+        switch = hooks_lib.run_hooks(hook_list, hook_context(resuming))
+        if switch is None:
+            return
+        if switch.source.global_batch_size != global_batch_size:
+            raise ValueError(f"a hook switched to data of global batch {switch.source.global_batch_size}, "
+                             f"training uses {global_batch_size}")
+        source = switch.source
+        position = data_lib.DataPosition(switch.start_step, step - switch.start_step)
+        iterator = source.make_iterator(shard, position.batches_consumed)
+        logging.info("Step %d: training data switched (source from step %d).", step, switch.start_step)
+
+    start_step = step
+    iterator: Optional[Iterator[data_lib.Batch]] = None
+    if hook_list:
+        # A resumed run re-establishes the hooks' state (and data) as it was at the checkpoint's step.
+        recorded = position
+        run_hooks(resuming=start_step > 0)
+        if start_step > 0 and position.source_start_step != recorded.source_start_step:
+            logging.warning("The hooks re-established data that started at step %d; the checkpoint recorded %d.",
+                            position.source_start_step, recorded.source_start_step)
+    if iterator is None:
+        iterator = source.make_iterator(shard, position.batches_consumed)
+
+    try:
+        with PreemptionWatcher() as watcher:
+            while step < total_steps:
+                if hook_list and step > start_step:
+                    outside = time.perf_counter()
+                    run_hooks(resuming=False)
+                    timer.exclude(time.perf_counter() - outside)
+                try:
+                    local_batch = next(iterator)
+                except StopIteration:
+                    raise ValueError(f"training data ran out at step {step} (batch {position.batches_consumed} "
+                                     f"of its source); use num_epochs=None to repeat it") from None
+                batch = partitioner.shard_batch(local_batch, global_batch_size)
+                state, step_metrics = compiled_step(state, batch, dropout_rng)
+                step += 1
+                position = dataclasses.replace(position, batches_consumed=position.batches_consumed + 1)
+                accumulator.add(step_metrics)
+                if step == start_step + 1:
+                    gin_utils.write_operative_config(model_dir_path / "operative_config.gin")
+
+                if step % log_period == 0 or step == total_steps:
+                    summary = accumulator.summarize()
+                    summary.update(metrics_lib.throughput_metrics(
+                        log_period if step % log_period == 0 else step % log_period, timer.lap(), flops_per_step,
+                        tokens_per_step, global_batch_size, peak_flops, jax.device_count()))
+                    writer.write(step, summary)
+                    result.last_metrics = summary
+
+                outside = time.perf_counter()
+                if evaluators and (eval_period and step % eval_period == 0 or step == total_steps):
+                    result.eval_results = _run_evaluators(evaluators, state.params, step, writer)
+                checkpointer.save(state, position, force=step == total_steps)
+                if step < total_steps and watcher.should_stop():
+                    checkpointer.save(state, position, force=True)
+                    checkpointer.wait()
+                    logging.warning("Stopped at step %d after %s; checkpoint saved.", step, watcher.signal_name
+                                    or "a stop request")
+                    result.preempted = True
+                    break
+                timer.exclude(time.perf_counter() - outside)
+        checkpointer.wait()
+    finally:
+        checkpointer.close()
+        writer.close()
+    result.state, result.step = state, step
+    return result
+
+
+def _make_evaluators(model: BaseModel, configs: Sequence[data_lib.DatasetConfig], partitioner: Partitioner,
+                     model_dir: pathlib.Path) -> list[Any]:
+    if not configs:
+        return []
+    from class_jax.trainer import evaluate  # pylint: disable=import-outside-toplevel  (imports TensorFlow)
+    return [evaluate.InferenceEvaluator(model, config, partitioner, log_dir=model_dir / "eval") for config in configs]
+
+
+def _run_evaluators(evaluators: Sequence[Any], params: PyTree, step: int,
+                    writer: metrics_lib.MetricsWriter) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for evaluator in evaluators:
+        results.update(evaluator.evaluate(params, step))
+    writer.write(step, metrics_lib.flatten_eval_metrics(results), prefix="eval/")
+    return results

@@ -1,0 +1,82 @@
+"""Partitioning: mesh shapes, per-host batch rows, and the same training under different shardings."""
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from class_jax.trainer import partitioning
+import trainer_testing
+
+
+def test_resolve_mesh_shape_fills_one_axis():
+    assert partitioning.resolve_mesh_shape((-1, 1, 2), 8) == (4, 1, 2)
+    assert partitioning.resolve_mesh_shape((2, 2, 2), 8) == (2, 2, 2)
+    with pytest.raises(ValueError, match="at most one"):
+        partitioning.resolve_mesh_shape((-1, -1, 1), 8)
+    with pytest.raises(ValueError, match="does not divide"):
+        partitioning.resolve_mesh_shape((-1, 3, 1), 8)
+    with pytest.raises(ValueError, match="holds"):
+        partitioning.resolve_mesh_shape((2, 2, 1), 8)
+
+
+def test_rules_naming_unknown_mesh_axes_are_rejected():
+    with pytest.raises(ValueError, match="unknown mesh axis 'tensor'"):
+        partitioning.Partitioner((-1, 1, 1), (("heads", "tensor"),))
+
+
+def test_single_process_feeds_the_whole_batch_and_batches_are_split_over_data_axes():
+    partitioner = partitioning.Partitioner((2, 2, 2))
+    shard = partitioner.host_batch_shard(16)
+    assert (shard.index, shard.num_shards, shard.local_batch_size) == (0, 1, 16)
+    batch = partitioner.shard_batch({"tokens": np.arange(16 * 3).reshape(16, 3)}, 16)
+    assert batch["tokens"].sharding.spec == P(("data", "fsdp"), None)
+    assert {s.data.shape for s in batch["tokens"].addressable_shards} == {(4, 3)}
+    with pytest.raises(ValueError, match="not divisible"):
+        partitioner.host_batch_shard(6)
+
+
+def test_hybrid_mesh_over_one_granule_equals_the_plain_mesh():
+    hybrid = partitioning.Partitioner((1, -1, 2), dcn_mesh_shape=(-1, 1, 1), dcn_granule="process")
+    assert dict(hybrid.mesh.shape) == {"data": 1, "fsdp": 4, "model": 2}
+
+
+def test_data_parallel_and_fsdp_tp_train_identically_and_shard_as_the_rules_say(tmp_path):
+    data_parallel = trainer_testing.tiny_sharding_partitioner("sharding/data_parallel.gin")
+    fsdp_tp = trainer_testing.tiny_sharding_partitioner("sharding/fsdp_tp.gin", MODEL_PARALLELISM=2)
+    assert dict(data_parallel.mesh.shape) == {"data": 8, "fsdp": 1, "model": 1}
+    assert dict(fsdp_tp.mesh.shape) == {"data": 1, "fsdp": 4, "model": 2}
+
+    dp_result = trainer_testing.train_tiny(tmp_path / "dp", data_parallel, total_steps=4)
+    tp_result = trainer_testing.train_tiny(tmp_path / "fsdp_tp", fsdp_tp, total_steps=4)
+
+    dp_losses = trainer_testing.loss_trajectory(tmp_path / "dp")
+    tp_losses = trainer_testing.loss_trajectory(tmp_path / "fsdp_tp")
+    assert sorted(dp_losses) == [1, 2, 3, 4]
+    np.testing.assert_allclose([tp_losses[s] for s in sorted(dp_losses)], [dp_losses[s] for s in sorted(dp_losses)],
+                               rtol=0, atol=1e-5)
+    assert dp_losses[4] != dp_losses[1]  # it trained
+    for dp_leaf, tp_leaf in zip(jax.tree_util.tree_leaves(dp_result.state.params),
+                                jax.tree_util.tree_leaves(tp_result.state.params)):
+        np.testing.assert_allclose(np.asarray(tp_leaf), np.asarray(dp_leaf), atol=1e-5)
+
+    # Parameters: data parallel replicates everything; fsdp_tp follows its rules.
+    dp_specs = partitioning.partition_specs_by_path(dp_result.state.params)
+    assert all(axis is None for spec in dp_specs.values() for axis in spec)
+    expected = {
+        "token_embedder": P("model", "fsdp"),            # (vocab, embed)
+        "encoder_wi": P("fsdp", None, "model"),          # (embed, None, mlp)
+        "encoder_wo": P("model", "fsdp"),                # (mlp, embed)
+        "qkv": P(None, "fsdp", "model", None),           # (None, embed, heads, kv)
+        "attention_out": P("model", None, "fsdp"),       # (heads, kv, embed)
+        "relpos_bias": P(None, "model"),                 # (relpos_buckets, heads)
+        "decoder_norm_scale": P("fsdp"),                 # (embed,)
+        "logits_dense": P("fsdp", "model"),              # (embed, vocab)
+    }
+    assert partitioning.partition_specs_by_path(tp_result.state.params) == expected
+    embedder = tp_result.state.params["token_embedder"]
+    assert {s.data.shape for s in embedder.addressable_shards} == {(32 // 2, 16 // 4)}
+    # Adam's moments are sharded like their parameters.
+    adam_state = tp_result.state.opt_state[1][0]
+    assert partitioning.partition_specs_by_path(adam_state.mu) == expected
+    assert partitioning.partition_specs_by_path(adam_state.nu) == expected
