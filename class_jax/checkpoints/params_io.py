@@ -137,15 +137,24 @@ def load_params(directory: pathlib.Path, target: Optional[Any] = None) -> tuple[
       (nested params tree, config).
 
     Raises:
-      UserError: not a checkpoint, or the stored parameters do not match the stored config.
+      UserError: not a checkpoint, the stored parameters do not match the stored config, or `target` describes
+        a different model.
     """
     directory = pathlib.Path(directory).absolute()
     config = load_config(directory)
+    if target is not None:
+        target = meta.unbox(target)
+        # Orbax's own mismatch errors are tracebacks deep in tensorstore; name the differing parameters instead.
+        problems = param_layout.describe_mismatches(
+            {path: tuple(leaf.shape) for path, leaf in param_layout.flatten(target).items()}, config,
+            source=f"the model to restore into (vs. {directory / CONFIG_FILE})")
+        if problems:
+            raise UserError(" | ".join(problems))
     with ocp.StandardCheckpointer() as checkpointer:
         if target is None:
             params = checkpointer.restore(directory / PARAMS_DIR)
         else:
-            params = checkpointer.restore(directory / PARAMS_DIR, meta.unbox(target))
+            params = checkpointer.restore(directory / PARAMS_DIR, target)
     problems = param_layout.describe_mismatches(
         {path: np.shape(a) for path, a in param_layout.flatten(params).items()}, config, source=str(directory))
     if problems:

@@ -117,6 +117,11 @@ def test_load_params_restores_into_a_sharded_target(tmp_path):
     assert isinstance(kernel, jax.Array) and kernel.sharding == replicated
     np.testing.assert_array_equal(np.asarray(kernel), imported.params["decoder/logits_dense/kernel"])
 
+    wrong = dict(param_layout.flatten(target))
+    wrong["decoder/logits_dense/kernel"] = jax.ShapeDtypeStruct((10, 54), np.float32, sharding=replicated)
+    with pytest.raises(UserError, match=r"decoder/logits_dense/kernel \(10, 54\) \(expected \(10, 53\)\)"):
+        params_io.load_params(tmp_path / "ours", target=param_layout.unflatten(wrong))
+
 
 def test_saving_params_that_do_not_fit_the_config_is_refused(tmp_path):
     source = tmp_path / "source"
