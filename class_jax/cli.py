@@ -18,6 +18,8 @@ from class_jax.errors import UserError
 
 # name -> (module, one-line help), in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "make-demo-wiki": ("class_jax.data.demo_cli", "generate the small multilingual demo wiki in real dump formats"),
+    "ingest": ("class_jax.data.ingest_cli", "Wikipedia dump + langlinks/Wikidata -> articles, passages, entities"),
     "convert": ("class_jax.checkpoints.convert_cli", "import HF / T5X checkpoints, export to HF, verify parity"),
     "eval-xor-retrieve": ("class_jax.evaluation.commands.eval_xor_retrieve", "XOR-Retrieve R@2kt / R@5kt (official)"),
     "eval-xor-full": ("class_jax.evaluation.commands.eval_xor_full", "XOR-Full F1 / EM / BLEU (official)"),
