@@ -98,23 +98,23 @@ class NameMaker:
 
     def __init__(self, rng: random.Random):
         self._rng = rng
-        self._used: set[str] = set()
+        self._used: set[tuple[str, str]] = set()
 
     def _syllable(self, first: bool) -> Syllable:
         consonant = self._rng.choice(CONSONANTS if first else CONSONANTS[:-1])
         return Syllable(consonant, self._rng.choice(VOWELS), final_n=self._rng.random() < 0.18)
 
     def make(self, min_syllables: int = 2, max_syllables: int = 3) -> Name:
-        """A name not drawn before (compared in Latin spelling)."""
+        """A name not drawn before, in any script.
+
+        Arabic script merges e/i, o/u and p/b, so two Latin names can share one Arabic spelling; such a name
+        would make two pages with one title, and is drawn again.
+        """
         while True:
             count = self._rng.randint(min_syllables, max_syllables)
             name = Name(tuple(self._syllable(first=index == 0) for index in range(count)))
-            latin = name.render("latin")
+            spellings = {(script, name.render(script).lower()) for script in SCRIPTS}
             # Avoid doubled "nn" ("Kan" + "na..."), which transliterations render inconsistently.
-            if latin not in self._used and "nn" not in latin.lower():
-                self._used.add(latin)
+            if not spellings & self._used and "nn" not in name.render("latin").lower():
+                self._used |= spellings
                 return name
-
-    def reserve(self, name: Name) -> None:
-        """Marks a name as used (for names built by combining others)."""
-        self._used.add(name.render("latin"))
