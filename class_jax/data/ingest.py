@@ -15,7 +15,9 @@ number of pages (about 1-2 GB for English Wikipedia).
 import collections
 import contextlib
 import dataclasses
+import itertools
 import json
+import multiprocessing
 import os
 import pathlib
 import re
@@ -24,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 from class_jax.data import corpus_io, dump_reader, entities, passages, wiki_languages
 from class_jax.data.titles import NamespaceTable, RedirectTable, normalize_title
-from class_jax.data.types import Article
+from class_jax.data.types import Article, Passage
 from class_jax.data.wikitext_cleaner import WikitextCleaner
 from class_jax.errors import UserError
 
@@ -41,6 +43,9 @@ class IngestSettings:
       passages_from_disambiguation: cut passages from disambiguation pages too (DPR dropped them).
       drop_red_links: drop links whose target page is not in the dump (they are counted either way).
       invalid_bytes: "error" stops at bytes invalid in the dump's encoding; "replace" substitutes and counts.
+      workers: processes that clean pages in parallel (outputs are identical for any number); not part of the
+        resume fingerprint.
+      profile_overrides: settings replacing the language's built-in profile (see `wiki_languages.profile_for`).
     """
 
     pages_per_shard: int = 10000
@@ -48,9 +53,14 @@ class IngestSettings:
     passages_from_disambiguation: bool = False
     drop_red_links: bool = False
     invalid_bytes: str = "error"
+    workers: int = 1
+    profile_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings that change outputs (the resume fingerprint)."""
+        settings = dataclasses.asdict(self)
+        del settings["workers"]
+        return settings
 
 
 class _Progress:
@@ -104,7 +114,7 @@ class DumpIngester:
         self.settings = settings
         self.progress = progress
         self.overwrite = overwrite
-        self.profile = wiki_languages.profile_for(lang)
+        self.profile = wiki_languages.profile_for(lang, settings.profile_overrides)
         self.units_per_passage = settings.units_per_passage or self.profile.units_per_passage
         self.fingerprint = {"dump": os.path.basename(dump_path), "dump_bytes": os.path.getsize(dump_path),
                             "lang": lang, "settings": settings.to_json(),
@@ -253,25 +263,34 @@ class DumpIngester:
         for shard in sorted(done):
             with open(shard_folder / f"shard-{shard:05d}.json", encoding="utf-8") as f:
                 totals.update(json.load(f))
-        cleaner: WikitextCleaner | None = None
         writer: _ShardWriter | None = None
-        try:
+        processor: _PageProcessor | None = None
+
+        def tasks() -> Iterator[tuple[dump_reader.RawPage, bool]]:
+            """Every page, flagged whether it needs processing (text dropped when not, to spare pickling)."""
+            nonlocal processor
             for page in self._pages("pass 2/2: articles, passages"):
-                shard = page.ordinal // self.settings.pages_per_shard
-                if writer is not None and writer.shard != shard:
-                    totals.update(writer.commit())
-                    writer = None
-                if shard in done:
-                    continue
-                if writer is None:
-                    writer = _ShardWriter(self.folder, shard)
-                if page.page_id not in article_ids:
-                    continue  # Other namespaces, redirects and duplicate titles were counted by pass 1.
-                if cleaner is None:
+                if processor is None:
                     info = self._reader.site_info
-                    cleaner = WikitextCleaner(NamespaceTable(self.lang, info.namespaces, info.first_letter_case),
-                                              self.profile, redirects)
-                self._ingest_page(page, cleaner, titles, writer)
+                    processor = _PageProcessor(
+                        self.lang, self.profile, self.settings, self.units_per_passage,
+                        NamespaceTable(self.lang, info.namespaces, info.first_letter_case), redirects, titles)
+                wanted = page.page_id in article_ids and page.ordinal // self.settings.pages_per_shard not in done
+                yield (page if wanted else dataclasses.replace(page, text="")), wanted
+
+        try:
+            with _page_mapper(self.settings.workers, lambda: processor) as mapper:
+                for page, result in mapper(tasks()):
+                    shard = page.ordinal // self.settings.pages_per_shard
+                    if writer is not None and writer.shard != shard:
+                        totals.update(writer.commit())
+                        writer = None
+                    if shard in done:
+                        continue
+                    if writer is None:
+                        writer = _ShardWriter(self.folder, shard)
+                    if result is not None:
+                        writer.add(result)
             if writer is not None:
                 totals.update(writer.commit())
             totals["invalid_bytes_replaced"] = self._reader.replaced_bytes
@@ -289,26 +308,48 @@ class DumpIngester:
                     yield row["title"], row["lang"], row["target_title"]
         corpus_io.write_tsv(self.folder / "inline_langlinks.tsv.gz", ["title", "lang", "target_title"], rows())
 
-    def _ingest_page(self, page: dump_reader.RawPage, cleaner: WikitextCleaner, titles: set[str],
-                     writer: "_ShardWriter") -> None:
-        counts = writer.counts
-        title = normalize_title(page.title, cleaner.namespaces.first_letter_case)
+
+@dataclasses.dataclass
+class _PageResult:
+    """What pass 2 makes of one article page."""
+
+    counts: collections.Counter
+    article: Article | None = None
+    interlanguage: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    passages: list[Passage] = dataclasses.field(default_factory=list)
+
+
+class _PageProcessor:
+    """Everything pass 2 does to one page: clean, classify, cut passages (pure, so it can run in workers)."""
+
+    def __init__(self, lang: str, profile: wiki_languages.LanguageProfile, settings: IngestSettings,
+                 units_per_passage: int, namespaces: NamespaceTable, redirects: RedirectTable, titles: set[str]):
+        self.lang = lang
+        self.profile = profile
+        self.settings = settings
+        self.units_per_passage = units_per_passage
+        self.cleaner = WikitextCleaner(namespaces, profile, redirects)
+        self.titles = titles
+
+    def __call__(self, page: dump_reader.RawPage) -> _PageResult:
+        counts: collections.Counter = collections.Counter()
+        title = normalize_title(page.title, self.cleaner.namespaces.first_letter_case)
         if page.model != "wikitext":
             counts["skipped_not_wikitext"] += 1
-            return
+            return _PageResult(counts)
         if not page.text.strip():
             counts["skipped_empty_page"] += 1
-            return
-        cleaned = cleaner.clean(page.text)
+            return _PageResult(counts)
+        cleaned = self.cleaner.clean(page.text)
         counts.update(cleaned.counts)
         if cleaned.has_markup_residue:
             counts["pages_with_markup_residue"] += 1
         if not cleaned.text:
             counts["skipped_empty_after_cleaning"] += 1
-            return
+            return _PageResult(counts)
         links = []
         for link in cleaned.links:
-            if link.target not in titles:
+            if link.target not in self.titles:
                 counts["links_to_missing_pages"] += 1
                 if self.settings.drop_red_links:
                     counts["links_dropped_missing_page"] += 1
@@ -322,13 +363,57 @@ class DumpIngester:
         counts["articles"] += 1
         counts["disambiguation_pages"] += is_disambiguation
         counts["list_pages"] += is_list
-        writer.add_article(article, [(title, lang, other) for lang, other in cleaned.interlanguage])
-        if is_disambiguation and not self.settings.passages_from_disambiguation:
+        result = _PageResult(counts, article, [(title, lang, other) for lang, other in cleaned.interlanguage])
+        if not is_disambiguation or self.settings.passages_from_disambiguation:
+            result.passages = passages.split_passages(article, self.units_per_passage, self.profile.char_units)
+        counts["passages"] += len(result.passages)
+        counts["passage_links"] += sum(len(passage.links) for passage in result.passages)
+        return result
+
+
+_WORKER_PROCESSOR: _PageProcessor | None = None
+
+
+def _set_worker_processor(processor: _PageProcessor) -> None:
+    global _WORKER_PROCESSOR
+    _WORKER_PROCESSOR = processor
+
+
+def _process_in_worker(task: tuple[dump_reader.RawPage, bool]) -> tuple[dump_reader.RawPage, _PageResult | None]:
+    page, wanted = task
+    return page, (_WORKER_PROCESSOR(page) if wanted else None)
+
+
+@contextlib.contextmanager
+def _page_mapper(workers: int, processor: Callable[[], "_PageProcessor | None"]) -> Iterator[Callable]:
+    """Maps tasks to (page, result) in order, in this process or in a pool of worker processes.
+
+    The processor only exists once the dump's siteinfo has been read, so the pool starts on the first page.
+    """
+    if workers <= 1:
+        def inline(tasks):
+            for page, wanted in tasks:
+                yield page, (processor()(page) if wanted else None)
+        yield inline
+        return
+    pools = []
+
+    def pooled(tasks):
+        tasks = iter(tasks)
+        first = next(tasks, None)
+        if first is None:
             return
-        for passage in passages.split_passages(article, self.units_per_passage, self.profile.char_units):
-            counts["passages"] += 1
-            counts["passage_links"] += len(passage.links)
-            writer.add_passage(passage)
+        pool = multiprocessing.Pool(workers, initializer=_set_worker_processor, initargs=(processor(),))
+        pools.append(pool)
+        # Results come back in input order, so shards and their bytes are the same as with one process.
+        yield from pool.imap(_process_in_worker, itertools.chain([first], tasks), chunksize=8)
+
+    try:
+        yield pooled
+    finally:
+        for pool in pools:
+            pool.terminate()
+            pool.join()
 
 
 class _ShardWriter:
@@ -346,13 +431,15 @@ class _ShardWriter:
             corpus_io.atomic_write(folder / "passages" / f"passages-{name}.jsonl.gz"))
         self._interlanguage: list[tuple[str, str, str]] = []
 
-    def add_article(self, article: Article, interlanguage: list[tuple[str, str, str]]) -> None:
-        self._articles.write(json.dumps(corpus_io.article_to_json(article), ensure_ascii=False) + "\n")
-        self._interlanguage.extend(interlanguage)
-        self.counts["inline_langlinks"] += len(interlanguage)
-
-    def add_passage(self, passage: Any) -> None:
-        self._passages.write(json.dumps(corpus_io.passage_to_json(passage), ensure_ascii=False) + "\n")
+    def add(self, result: _PageResult) -> None:
+        """Appends one page's outputs and counts."""
+        self.counts.update(result.counts)
+        if result.article is not None:
+            self._articles.write(json.dumps(corpus_io.article_to_json(result.article), ensure_ascii=False) + "\n")
+        self._interlanguage.extend(result.interlanguage)
+        self.counts["inline_langlinks"] += len(result.interlanguage)
+        for passage in result.passages:
+            self._passages.write(json.dumps(corpus_io.passage_to_json(passage), ensure_ascii=False) + "\n")
 
     def commit(self) -> collections.Counter:
         self._stack.close()

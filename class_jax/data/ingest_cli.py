@@ -2,6 +2,7 @@
 
 import argparse
 import collections
+import json
 import time
 from typing import Mapping
 
@@ -40,9 +41,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-red-links", action="store_true", help="drop links to pages missing from the dump")
     parser.add_argument("--invalid-bytes", choices=("error", "replace"), default="error",
                         help="bytes invalid in the dump's encoding: stop with an error, or replace and count them")
+    parser.add_argument("--language-profile", metavar="JSON",
+                        help="JSON file overriding the language's markers, e.g. {\"disambiguation_templates\": "
+                             "[\"dab\"], \"list_title\": \"^List of \", \"dropped_sections\": [\"notes\"]}")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes cleaning pages in parallel (outputs do not depend on it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier ingestion of this language made from another dump or settings")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _read_profile(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            overrides = json.load(f)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(overrides, dict):
+        raise UserError(f"{path}: expected a JSON object of profile settings")
+    return overrides
 
 
 def format_report(counts: Mapping[str, int]) -> str:
@@ -72,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         settings = ingest.IngestSettings(
             pages_per_shard=args.pages_per_shard, units_per_passage=args.units_per_passage,
             passages_from_disambiguation=args.passages_from_disambiguation, drop_red_links=args.drop_red_links,
-            invalid_bytes=args.invalid_bytes)
+            invalid_bytes=args.invalid_bytes, workers=args.workers,
+            profile_overrides=_read_profile(args.language_profile) if args.language_profile else {})
         dump_counts = ingest.DumpIngester(args.dump, args.out, args.lang, settings, progress=not args.no_progress,
                                           overwrite=args.overwrite).run()
         if dump_counts.get("already_complete"):

@@ -8,6 +8,9 @@ MediaWiki accepts in every language (e.g. `Image:` and `File:`).
 
 import dataclasses
 import re
+from typing import Any, Mapping
+
+from class_jax.errors import UserError
 
 # Wikipedia language editions (interlanguage-link prefixes). Any prefix listed here turns `[[xx:Title]]` into an
 # interlanguage link, which is not a link inside the page.
@@ -217,15 +220,43 @@ PROFILES: dict[str, LanguageProfile] = {
 }
 
 
-def profile_for(lang: str) -> LanguageProfile:
-    """The profile of a language; languages without one get English conventions and no dropped sections.
+def profile_for(lang: str, overrides: Mapping[str, Any] | None = None) -> LanguageProfile:
+    """The profile of a language; languages without one get English conventions.
 
     Args:
       lang: Wikipedia language code.
+      overrides: field name -> value replacing the built-in setting (e.g. from a JSON file:
+        {"disambiguation_templates": ["dab", "homonymie"], "list_title": "^Liste "}); names of templates and
+        sections are compared in lower case.
 
     Returns:
       The language's profile.
+
+    Raises:
+      UserError: an override names no profile field or has the wrong type.
     """
-    if lang in PROFILES:
-        return PROFILES[lang]
-    return LanguageProfile(code=lang, dropped_sections=_ENGLISH_SECTIONS)
+    profile = PROFILES.get(lang) or LanguageProfile(code=lang, dropped_sections=_ENGLISH_SECTIONS)
+    if not overrides:
+        return profile
+    fields = {field.name: field for field in dataclasses.fields(LanguageProfile)}
+    changes: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name not in fields or name == "code":
+            raise UserError(f"language profile: unknown setting {name!r} (known: {', '.join(sorted(fields))})")
+        current = getattr(profile, name)
+        try:
+            if isinstance(current, frozenset):
+                changes[name] = frozenset(str(item).lower() for item in value)
+            elif isinstance(current, tuple):
+                changes[name] = tuple(str(item) for item in value)
+            elif isinstance(current, dict):
+                changes[name] = {str(key).lower(): int(number) for key, number in dict(value).items()}
+            elif isinstance(current, bool):
+                changes[name] = bool(value)
+            else:
+                changes[name] = type(current)(value)
+            if name in ("disambiguation_title", "list_title", "link_trail"):
+                re.compile(changes[name])
+        except (TypeError, ValueError, re.error) as e:
+            raise UserError(f"language profile: {name}={value!r} is not valid: {e}") from None
+    return dataclasses.replace(profile, **changes)

@@ -166,3 +166,27 @@ def test_other_broken_files_are_one_line_errors(tmp_path, content, problem):
 def test_missing_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="cannot open"):
         list(dump_reader.DumpReader(str(tmp_path / "nope.xml.bz2")).pages())
+
+
+def _peak_memory_while_reading(path: pathlib.Path) -> int:
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in dump_reader.DumpReader(str(path)).pages())
+        assert count > 0
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_dump(tmp_path):
+    text = "Some words of text with a [[Link]]. " * 220  # About 8 KB per page.
+    sizes = {}
+    for pages in (700, 2100):
+        path = tmp_path / f"dump-{pages}.xml"
+        write_pages_xml(path, "en", (DumpPage(i, f"Page {i}", 0, text) for i in range(1, pages + 1)), {})
+        sizes[pages] = (path.stat().st_size, _peak_memory_while_reading(path))
+    (small_file, small_peak), (large_file, large_peak) = sizes[700], sizes[2100]
+    assert large_file > 2.9 * small_file
+    # A reader that kept pages would need 11 MB more for the larger dump; a streaming one needs the same.
+    assert large_peak < small_peak * 1.25, sizes

@@ -174,10 +174,9 @@ def test_killed_ingest_resumes_from_completed_shards(tmp_path, monkeypatch):
     monkeypatch.setattr(ingest._ShardWriter, "commit", original_commit)
 
     cleaned_titles = []
-    original_ingest_page = ingest.DumpIngester._ingest_page
-    monkeypatch.setattr(ingest.DumpIngester, "_ingest_page",
-                        lambda self, page, *rest: (cleaned_titles.append(page.title),
-                                                   original_ingest_page(self, page, *rest))[1])
+    original_process = ingest._PageProcessor.__call__
+    monkeypatch.setattr(ingest._PageProcessor, "__call__",
+                        lambda self, page: (cleaned_titles.append(page.title), original_process(self, page))[1])
     resumed = ingest.DumpIngester(str(dump), tmp_path / "resumed", "en", settings).run()
     assert resumed["resumed_shards"] == 2
     assert "Page 1" not in cleaned_titles and "Page 60" in cleaned_titles  # Completed shards were not redone.
@@ -220,3 +219,37 @@ def test_cli_ingest_prints_report_and_errors_in_one_line(tmp_path, capsys, share
     assert code == 2 and error.count("\n") == 1 and "cut.xml.bz2" in error and "truncated" in error
     code = cli.main(["ingest", "--dump", str(dump), "--lang", "de", "--out", str(tmp_path / "e"), "--no-progress"])
     assert code == 2 and "the dump is 'enwiki' but --lang is 'de'" in capsys.readouterr().err
+
+
+def test_worker_processes_give_identical_outputs_and_errors(tmp_path):
+    dump = tmp_path / "enwiki.xml.bz2"
+    _toy_dump(dump)
+    one = ingest.DumpIngester(str(dump), tmp_path / "one", "en", ingest.IngestSettings(pages_per_shard=16)).run()
+    two = ingest.DumpIngester(str(dump), tmp_path / "two", "en",
+                              ingest.IngestSettings(pages_per_shard=16, workers=2)).run()
+    assert one == two
+    for path in sorted((tmp_path / "one" / "en").rglob("*.gz")):
+        assert path.read_bytes() == (tmp_path / "two" / "en" / path.relative_to(tmp_path / "one" / "en")).read_bytes()
+    truncated = tmp_path / "cut.xml.bz2"
+    truncated.write_bytes(dump.read_bytes()[: len(dump.read_bytes()) * 2 // 3])
+    with pytest.raises(UserError, match="truncated"):
+        ingest.DumpIngester(str(truncated), tmp_path / "three", "en", ingest.IngestSettings(workers=2)).run()
+
+
+def test_page_kind_markers_are_configurable(tmp_path, capsys):
+    dump = tmp_path / "enwiki.xml"
+    pages = [DumpPage(1, "Mercury", 0, "'''Mercury''' may be:\n* [[Mercury (planet)]]\n{{Set index}}"),
+             DumpPage(2, "Catalogue of comets", 0, "* [[Halley]]")]
+    write_pages_xml(dump, "en", pages, {})
+    default = ingest.DumpIngester(str(dump), tmp_path / "a", "en").run()
+    assert default["disambiguation_pages"] == 0 and default["list_pages"] == 0
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"disambiguation_templates": ["Set index"], "list_title": "^Catalogue of "}))
+    assert cli.main(["ingest", "--dump", str(dump), "--lang", "en", "--out", str(tmp_path / "b"), "--no-progress",
+                     "--language-profile", str(profile)]) == 0
+    articles = {a.title: a for a in corpus_io.iter_articles(tmp_path / "b", "en")}
+    assert articles["Mercury"].is_disambiguation and articles["Catalogue of comets"].is_list
+    profile.write_text(json.dumps({"disambiguation_pattern": "x"}))
+    assert cli.main(["ingest", "--dump", str(dump), "--lang", "en", "--out", str(tmp_path / "c"), "--no-progress",
+                     "--language-profile", str(profile)]) == 2
+    assert "unknown setting 'disambiguation_pattern'" in capsys.readouterr().err
