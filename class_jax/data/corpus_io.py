@@ -8,12 +8,19 @@ Layout of an ingested corpus root (`class-jax ingest --out ROOT`):
     ROOT/<lang>/pages.tsv.gz                page_id  title  kind   (kind: article | redirect)
     ROOT/<lang>/redirects.tsv.gz            title  target  resolved  (resolved: final title, "" for loops)
     ROOT/<lang>/langlinks.tsv.gz            title  lang  target_title   (from --langlinks)
+    ROOT/<lang>/inline_langlinks.tsv.gz     title  lang  target_title   (legacy [[xx:Title]] links in wikitext)
     ROOT/<lang>/articles/articles-NNNNN.jsonl.gz
         {"lang", "page_id", "title", "text", "links": [{"start", "end", "anchor", "target"}],
          "is_disambiguation", "is_list"}
     ROOT/<lang>/passages/passages-NNNNN.jsonl.gz
         {"id", "lang", "title", "text", "links": [{"start", "end", "anchor", "target"}]}
     ROOT/<lang>/shards/shard-NNNNN.json     per-shard counts; its presence marks the shard complete
+    ROOT/<lang>/pass1.json, ingest_state.json   resume bookkeeping (pass-1 counts; dump and settings fingerprint)
+
+All TSV files have a header line; titles are normalised (spaces, first letter upper-cased). Link spans are
+character offsets into "text" with text[start:end] == anchor. Passage ids are "{lang}:{page_id}:{index}";
+passage text is a slice of the article text with newlines turned into spaces. Read with `iter_articles`,
+`iter_passages`, `read_tsv`, `entities.EntityTable.from_corpus`.
 
 Every file is written to a temporary name in the same folder and renamed into place, so a killed writer never
 leaves a half file under a final name. gzip headers carry no timestamp, so equal data gives equal bytes.

@@ -15,19 +15,15 @@ number of pages (about 1-2 GB for English Wikipedia).
 import collections
 import contextlib
 import dataclasses
-import itertools
 import json
-import multiprocessing
 import os
 import pathlib
 import re
 import shutil
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-from class_jax.data import corpus_io, dump_reader, entities, passages, wiki_languages
+from class_jax.data import corpus_io, dump_reader, entities, page_processing, wiki_languages
 from class_jax.data.titles import NamespaceTable, RedirectTable, normalize_title
-from class_jax.data.types import Article, Passage
-from class_jax.data.wikitext_cleaner import WikitextCleaner
 from class_jax.errors import UserError
 
 _LANG_CODE = re.compile(r"^[a-z]{2,3}(?:-[a-z]+)*$")
@@ -264,7 +260,7 @@ class DumpIngester:
             with open(shard_folder / f"shard-{shard:05d}.json", encoding="utf-8") as f:
                 totals.update(json.load(f))
         writer: _ShardWriter | None = None
-        processor: _PageProcessor | None = None
+        processor: page_processing.PageProcessor | None = None
 
         def tasks() -> Iterator[tuple[dump_reader.RawPage, bool]]:
             """Every page, flagged whether it needs processing (text dropped when not, to spare pickling)."""
@@ -272,14 +268,15 @@ class DumpIngester:
             for page in self._pages("pass 2/2: articles, passages"):
                 if processor is None:
                     info = self._reader.site_info
-                    processor = _PageProcessor(
-                        self.lang, self.profile, self.settings, self.units_per_passage,
+                    processor = page_processing.PageProcessor(
+                        self.lang, self.profile, self.units_per_passage, self.settings.drop_red_links,
+                        self.settings.passages_from_disambiguation,
                         NamespaceTable(self.lang, info.namespaces, info.first_letter_case), redirects, titles)
                 wanted = page.page_id in article_ids and page.ordinal // self.settings.pages_per_shard not in done
                 yield (page if wanted else dataclasses.replace(page, text="")), wanted
 
         try:
-            with _page_mapper(self.settings.workers, lambda: processor) as mapper:
+            with page_processing.page_mapper(self.settings.workers, lambda: processor) as mapper:
                 for page, result in mapper(tasks()):
                     shard = page.ordinal // self.settings.pages_per_shard
                     if writer is not None and writer.shard != shard:
@@ -309,113 +306,6 @@ class DumpIngester:
         corpus_io.write_tsv(self.folder / "inline_langlinks.tsv.gz", ["title", "lang", "target_title"], rows())
 
 
-@dataclasses.dataclass
-class _PageResult:
-    """What pass 2 makes of one article page."""
-
-    counts: collections.Counter
-    article: Article | None = None
-    interlanguage: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
-    passages: list[Passage] = dataclasses.field(default_factory=list)
-
-
-class _PageProcessor:
-    """Everything pass 2 does to one page: clean, classify, cut passages (pure, so it can run in workers)."""
-
-    def __init__(self, lang: str, profile: wiki_languages.LanguageProfile, settings: IngestSettings,
-                 units_per_passage: int, namespaces: NamespaceTable, redirects: RedirectTable, titles: set[str]):
-        self.lang = lang
-        self.profile = profile
-        self.settings = settings
-        self.units_per_passage = units_per_passage
-        self.cleaner = WikitextCleaner(namespaces, profile, redirects)
-        self.titles = titles
-
-    def __call__(self, page: dump_reader.RawPage) -> _PageResult:
-        counts: collections.Counter = collections.Counter()
-        title = normalize_title(page.title, self.cleaner.namespaces.first_letter_case)
-        if page.model != "wikitext":
-            counts["skipped_not_wikitext"] += 1
-            return _PageResult(counts)
-        if not page.text.strip():
-            counts["skipped_empty_page"] += 1
-            return _PageResult(counts)
-        cleaned = self.cleaner.clean(page.text)
-        counts.update(cleaned.counts)
-        if cleaned.has_markup_residue:
-            counts["pages_with_markup_residue"] += 1
-        if not cleaned.text:
-            counts["skipped_empty_after_cleaning"] += 1
-            return _PageResult(counts)
-        links = []
-        for link in cleaned.links:
-            if link.target not in self.titles:
-                counts["links_to_missing_pages"] += 1
-                if self.settings.drop_red_links:
-                    counts["links_dropped_missing_page"] += 1
-                    continue
-            links.append(link)
-        is_disambiguation = (self.profile.is_disambiguation_title(title)
-                             or bool(cleaned.templates & (self.profile.disambiguation_templates | {"__disambig__"})))
-        is_list = not is_disambiguation and self.profile.is_list_title(title)
-        article = Article(lang=self.lang, page_id=page.page_id, title=title, text=cleaned.text,
-                          links=tuple(links), is_disambiguation=is_disambiguation, is_list=is_list)
-        counts["articles"] += 1
-        counts["disambiguation_pages"] += is_disambiguation
-        counts["list_pages"] += is_list
-        result = _PageResult(counts, article, [(title, lang, other) for lang, other in cleaned.interlanguage])
-        if not is_disambiguation or self.settings.passages_from_disambiguation:
-            result.passages = passages.split_passages(article, self.units_per_passage, self.profile.char_units)
-        counts["passages"] += len(result.passages)
-        counts["passage_links"] += sum(len(passage.links) for passage in result.passages)
-        return result
-
-
-_WORKER_PROCESSOR: _PageProcessor | None = None
-
-
-def _set_worker_processor(processor: _PageProcessor) -> None:
-    global _WORKER_PROCESSOR
-    _WORKER_PROCESSOR = processor
-
-
-def _process_in_worker(task: tuple[dump_reader.RawPage, bool]) -> tuple[dump_reader.RawPage, _PageResult | None]:
-    page, wanted = task
-    return page, (_WORKER_PROCESSOR(page) if wanted else None)
-
-
-@contextlib.contextmanager
-def _page_mapper(workers: int, processor: Callable[[], "_PageProcessor | None"]) -> Iterator[Callable]:
-    """Maps tasks to (page, result) in order, in this process or in a pool of worker processes.
-
-    The processor only exists once the dump's siteinfo has been read, so the pool starts on the first page.
-    """
-    if workers <= 1:
-        def inline(tasks):
-            for page, wanted in tasks:
-                yield page, (processor()(page) if wanted else None)
-        yield inline
-        return
-    pools = []
-
-    def pooled(tasks):
-        tasks = iter(tasks)
-        first = next(tasks, None)
-        if first is None:
-            return
-        pool = multiprocessing.Pool(workers, initializer=_set_worker_processor, initargs=(processor(),))
-        pools.append(pool)
-        # Results come back in input order, so shards and their bytes are the same as with one process.
-        yield from pool.imap(_process_in_worker, itertools.chain([first], tasks), chunksize=8)
-
-    try:
-        yield pooled
-    finally:
-        for pool in pools:
-            pool.terminate()
-            pool.join()
-
-
 class _ShardWriter:
     """The output files of one shard, committed together (done marker last) or not at all."""
 
@@ -431,7 +321,7 @@ class _ShardWriter:
             corpus_io.atomic_write(folder / "passages" / f"passages-{name}.jsonl.gz"))
         self._interlanguage: list[tuple[str, str, str]] = []
 
-    def add(self, result: _PageResult) -> None:
+    def add(self, result: page_processing.PageResult) -> None:
         """Appends one page's outputs and counts."""
         self.counts.update(result.counts)
         if result.article is not None:

@@ -185,7 +185,17 @@ def test_cli_make_demo_wiki_and_bad_arguments(tmp_path, capsys):
                      "--languages", "en,ja,ko"]) == 0
     output = capsys.readouterr().out
     assert "ja" in output and "xor_dev_full_v1_1.jsonl" in output
-    assert json.loads((tmp_path / "w" / "demo_manifest.json").read_text())["languages"] == ["en", "ja", "ko"]
+    manifest = json.loads((tmp_path / "w" / "demo_manifest.json").read_text())
+    assert manifest["languages"] == ["en", "ja", "ko"]
+    for lang in manifest["languages"]:
+        files = manifest["files"][lang]
+        assert cli.main(["ingest", "--dump", str(tmp_path / "w" / files["dump"]), "--lang", lang, "--out",
+                         str(tmp_path / "corpus"), "--langlinks", str(tmp_path / "w" / files["langlinks"]),
+                         "--no-progress"]) == 0
+    report = capsys.readouterr().out
+    assert re.search(r"entities\s+\d+", report) and "langlinks used" in report
+    table = entities.EntityTable.from_corpus(tmp_path / "corpus")
+    assert len(table) == sum(1 for _, titles in table if {"en"} < set(titles)) > 0
     assert cli.main(["make-demo-wiki", "--out", str(tmp_path / "x"), "--languages", "en,xx"]) == 2
     assert "no demo templates for xx" in capsys.readouterr().err
     assert cli.main(["make-demo-wiki", "--out", str(tmp_path / "x"), "--languages", "ja,en"]) == 2

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 
 from class_jax import cli
-from class_jax.data import corpus_io, ingest
+from class_jax.data import corpus_io, ingest, page_processing
 from class_jax.data.dump_writer import DumpPage, write_pages_xml
 from class_jax.data.titles import normalize_title
 from class_jax.errors import UserError
@@ -174,8 +174,8 @@ def test_killed_ingest_resumes_from_completed_shards(tmp_path, monkeypatch):
     monkeypatch.setattr(ingest._ShardWriter, "commit", original_commit)
 
     cleaned_titles = []
-    original_process = ingest._PageProcessor.__call__
-    monkeypatch.setattr(ingest._PageProcessor, "__call__",
+    original_process = page_processing.PageProcessor.__call__
+    monkeypatch.setattr(page_processing.PageProcessor, "__call__",
                         lambda self, page: (cleaned_titles.append(page.title), original_process(self, page))[1])
     resumed = ingest.DumpIngester(str(dump), tmp_path / "resumed", "en", settings).run()
     assert resumed["resumed_shards"] == 2
