@@ -253,3 +253,16 @@ def test_page_kind_markers_are_configurable(tmp_path, capsys):
     assert cli.main(["ingest", "--dump", str(dump), "--lang", "en", "--out", str(tmp_path / "c"), "--no-progress",
                      "--language-profile", str(profile)]) == 2
     assert "unknown setting 'disambiguation_pattern'" in capsys.readouterr().err
+
+
+def test_utf16_bulgarian_dump_ingests_with_localised_namespaces(shared_dir, tmp_path):
+    dump = shared_dir / "data" / "wiki" / "dumps" / "bgwiki-latest-pages-articles-shortened.xml.bz2"
+    counts = ingest.DumpIngester(str(dump), tmp_path, "bg").run()
+    raw = bz2.decompress(dump.read_bytes()).decode("utf-16")
+    assert counts["pages"] == raw.count("<page>") and counts["articles"] == 1
+    [article] = corpus_io.iter_articles(tmp_path, "bg")
+    [main_page] = [page for page in raw.split("<page>")[1:] if "<ns>0</ns>" in page]
+    categories = len(re.findall(r"\[\[Категория:", main_page))
+    assert counts["links_category"] == categories > 0
+    assert article.text.startswith("Григорианският календар") and "[[" not in article.text
+    assert article.links and all(article.text[l.start:l.end] == l.anchor for l in article.links)
