@@ -83,8 +83,12 @@ class TrainCheckpointer:
             save_interval_steps=config.save_every_steps, max_to_keep=config.keep, keep_period=config.keep_period,
             enable_async_checkpointing=config.async_save, cleanup_tmp_directories=not read_only,
             create=not read_only, read_only=read_only)
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=(PARAMS_ITEM, OPT_STATE_ITEM, META_ITEM))
+        # Handlers named up front let metadata reads (item_metadata) work before any save or restore.
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
+            PARAMS_ITEM: ocp.StandardCheckpointHandler(),
+            OPT_STATE_ITEM: ocp.StandardCheckpointHandler(),
+            META_ITEM: ocp.JsonCheckpointHandler(),
+        })
 
     def all_steps(self) -> list[int]:
         """Finalised steps on disk, oldest first."""
@@ -132,6 +136,11 @@ class TrainCheckpointer:
         step_array = jax.device_put(np.asarray(step, np.int32), layout.shardings.step)
         state = TrainState(step=step_array, params=restored[PARAMS_ITEM], opt_state=restored[OPT_STATE_ITEM])
         return RestoredState(state=state, data_position=DataPosition.from_json(meta["data"]), step=step)
+
+    def read_meta(self, step: int) -> dict[str, Any]:
+        """The JSON record of one step: {"step": ..., "data": {...}}."""
+        return dict(self.manager.restore(step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))[
+            META_ITEM])
 
     def restore_params(self, step: int, abstract_params: PyTree) -> PyTree:
         """Reads only the parameters of one step (evaluation, inference, export)."""

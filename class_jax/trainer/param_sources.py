@@ -36,14 +36,14 @@ class InitialCheckpointReport:
     Attributes:
       source: the directory read.
       loaded: target path -> source path, for parameters taken from the checkpoint.
-      fresh: target paths kept at their fresh initialisation (mapped to None or absent from the source).
+      fresh: target path -> why it kept its fresh initialisation (mapped to None, or absent from the source).
       unused: source paths nothing was loaded from.
       config_differences: field -> (checkpoint value, model value) of ModelConfig fields that differ.
     """
 
     source: str
     loaded: dict[str, str] = dataclasses.field(default_factory=dict)
-    fresh: list[str] = dataclasses.field(default_factory=list)
+    fresh: dict[str, str] = dataclasses.field(default_factory=dict)
     unused: list[str] = dataclasses.field(default_factory=list)
     config_differences: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
 
@@ -54,8 +54,8 @@ class InitialCheckpointReport:
     def log(self) -> None:
         logging.info("Initial checkpoint %s: %d parameters loaded, %d freshly initialised, %d unused.",
                      self.source, len(self.loaded), len(self.fresh), len(self.unused))
-        for path in self.fresh:
-            logging.warning("Initial checkpoint: %s not in %s; keeping its fresh initialisation.", path, self.source)
+        for path, reason in self.fresh.items():
+            logging.warning("Initial checkpoint: %s keeps its fresh initialisation (%s).", path, reason)
         for path in self.unused:
             logging.info("Initial checkpoint: %s is not used by the model.", path)
         for field, (theirs, ours) in self.config_differences.items():
@@ -157,7 +157,8 @@ def load_initial_params(path: str | pathlib.Path, fresh_params: PyTree, param_sh
     for target, fresh in flat_fresh.items():
         source_path = mapping[target]
         if source_path is None or source_path not in source:
-            report.fresh.append(target)
+            report.fresh[target] = ("kept fresh by the name mapping" if source_path is None
+                                    else f"{source_path} is not in the checkpoint")
             new_flat[target] = fresh
             continue
         value = source[source_path]

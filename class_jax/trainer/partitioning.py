@@ -115,17 +115,20 @@ class Partitioner:
         self.logical_axis_rules: tuple[tuple[str, Any], ...] = tuple(
             (str(name), tuple(axes) if isinstance(axes, list) else axes) for name, axes in logical_axis_rules)
         self._check_rules()
+        if dcn_granule not in ("slice", "process"):
+            raise ValueError(f"dcn_granule={dcn_granule!r}: expected 'slice' or 'process'")
         if dcn_mesh_shape is None:
-            shape = resolve_mesh_shape(mesh_shape, len(devices))
-            device_grid = mesh_utils.create_device_mesh(
-                shape, devices, allow_split_physical_axes=allow_split_physical_axes)
+            dcn_shape, num_granules = (1,) * len(MESH_AXIS_NAMES), 1
         else:
-            if dcn_granule not in ("slice", "process"):
-                raise ValueError(f"dcn_granule={dcn_granule!r}: expected 'slice' or 'process'")
             num_granules = (len({d.process_index for d in devices}) if dcn_granule == "process"
                             else len({getattr(d, "slice_index", 0) for d in devices}))
             dcn_shape = resolve_mesh_shape(dcn_mesh_shape, num_granules)
-            ici_shape = resolve_mesh_shape(mesh_shape, len(devices) // num_granules)
+        ici_shape = resolve_mesh_shape(mesh_shape, len(devices) // num_granules)
+        if num_granules == 1:
+            # One slice / process: a hybrid mesh degenerates to the plain one (and CPU/GPU devices have no slices).
+            device_grid = mesh_utils.create_device_mesh(
+                ici_shape, devices, allow_split_physical_axes=allow_split_physical_axes)
+        else:
             device_grid = mesh_utils.create_hybrid_device_mesh(
                 ici_shape, dcn_shape, devices, process_is_granule=dcn_granule == "process",
                 allow_split_physical_axes=allow_split_physical_axes)

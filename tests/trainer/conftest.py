@@ -32,7 +32,7 @@ def _persistent_compilation_cache(compilation_cache_dir: pathlib.Path):
         jax.config.update(name, value)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def subprocess_env(compilation_cache_dir: pathlib.Path) -> dict[str, str]:
     """Environment for `class-jax` subprocesses: the test model importable, 8 CPU devices, the shared cache."""
     env = dict(os.environ)
@@ -46,3 +46,15 @@ def subprocess_env(compilation_cache_dir: pathlib.Path) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
     })
     return env
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, subprocess_env) -> pathlib.Path:
+    """An uninterrupted CLI run of the tiny model (fsdp over 8 devices, no pauses) that other runs must match."""
+    import trainer_testing  # pylint: disable=import-outside-toplevel
+    model_dir = tmp_path_factory.mktemp("reference") / "run"
+    done = trainer_testing.run_class_jax(
+        trainer_testing.tiny_train_args(model_dir, "--gin.train_script.train.hooks=[]"), subprocess_env,
+        model_dir.parent)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return model_dir

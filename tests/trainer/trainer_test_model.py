@@ -169,6 +169,13 @@ class TinyEncDecModel(BaseModel):
         return 6.0 * batch * (dec_len * (matmul_params + attention) + encoder)
 
 
+def pause(ctx, seconds: float = 0.4) -> None:
+    """A hook that slows training down, so tests can interrupt a subprocess between given steps."""
+    del ctx
+    import time  # pylint: disable=import-outside-toplevel
+    time.sleep(seconds)
+
+
 # ----------------------------------------------------------------------------- synthetic data
 def synthetic_global_batch(index: int, global_batch_size: int, encoder_length: int = 8, decoder_length: int = 6,
                            vocab_size: int = 32, seed: int = 0) -> dict[str, np.ndarray]:

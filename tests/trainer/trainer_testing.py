@@ -8,6 +8,13 @@ from typing import Sequence
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
 TESTDATA = TESTS_DIR / "testdata"
 TINY_TRAIN_GIN = TESTDATA / "tiny_train.gin"
+TINY_TRAIN_STEPS = 12
+
+
+def tiny_train_args(model_dir: pathlib.Path, *extra: str) -> list[str]:
+    """`class-jax train` arguments for the tiny model: fsdp sharding, 12 steps, checkpoints every 2 steps."""
+    return ["train", f"--gin_file={TINY_TRAIN_GIN}", "--gin_file=sharding/fsdp.gin", f"--gin.MODEL_DIR='{model_dir}'",
+            f"--gin.TRAIN_STEPS={TINY_TRAIN_STEPS}", *extra]
 
 
 def class_jax_command(*args: str) -> list[str]:
