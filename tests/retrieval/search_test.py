@@ -1,0 +1,131 @@
+"""Exact top-k search: both backends equal brute force, sharding does not change results, ties go to lower rows."""
+
+import jax
+import numpy as np
+import pytest
+
+from class_jax.models.class_model import CLASSModel
+from class_jax.retrieval import search
+from class_jax.retrieval.index_reader import IdTable
+from class_jax.trainer.partitioning import Partitioner
+import retrieval_fixtures as fx
+
+
+def _mesh(shape, num_devices=8):
+    return Partitioner(mesh_shape=shape, devices=jax.devices()[:num_devices]).mesh
+
+
+def _reader(arrays):
+    return lambda start, stop: {name: value[start:stop] for name, value in arrays.items()}
+
+
+def _integer_data(num_rows=203, dim=8, num_queries=19, seed=0):
+    """Small integers: every summation order gives the same float32 score, and ties are frequent."""
+    rng = np.random.RandomState(seed)
+    return (rng.randint(-2, 3, (num_rows, dim)).astype(np.float32),
+            rng.randint(-2, 3, (num_queries, dim)).astype(np.float32))
+
+
+def _searchers(vectors, shape=(-1, 1, 1), num_devices=8, **device_options):
+    read = _reader({"vectors": vectors})
+    return {"device": search.DeviceSearcher(read, len(vectors), _mesh(shape, num_devices), **device_options),
+            "faiss": search.FaissSearcher(read, len(vectors), vectors.shape[1])}
+
+
+@pytest.mark.parametrize("shape", [(-1, 1, 1), (2, 2, 2)])
+def test_both_backends_equal_brute_force_exactly_with_ties(shape):
+    vectors, queries = _integer_data()
+    full_scores, _ = fx.brute_force_top_k(queries, vectors, len(vectors))
+    # The data really ties at the k-th place, where faiss's choice among tied rows would show.
+    assert (full_scores[:, 4] == full_scores[:, 5]).sum() >= 5 and (full_scores[:, 36] == full_scores[:, 37]).sum() >= 5
+    searchers = _searchers(vectors, shape, query_batch_size=8, chunk_rows=10)
+    for k in (1, 5, 37, len(vectors)):
+        expected_scores, expected_rows = fx.brute_force_top_k(queries, vectors, k)
+        for name, searcher in searchers.items():
+            scores, rows = searcher.search_rows(queries, k)
+            assert scores.dtype == np.float32 and rows.dtype == np.int64
+            np.testing.assert_array_equal(rows, expected_rows, err_msg=f"{name} k={k}")
+            np.testing.assert_array_equal(scores, expected_scores, err_msg=f"{name} k={k}")
+
+
+def test_float16_index_equals_brute_force_on_the_stored_values():
+    vectors, queries = _integer_data(num_rows=150)
+    halves = vectors.astype(np.float16) / 4  # exact in float16
+    expected_scores, expected_rows = fx.brute_force_top_k(queries, halves.astype(np.float32), 12)
+    for name, searcher in _searchers(halves, chunk_rows=16).items():
+        scores, rows = searcher.search_rows(queries, 12)
+        np.testing.assert_array_equal(rows, expected_rows, err_msg=name)
+        np.testing.assert_array_equal(scores, expected_scores, err_msg=name)
+
+
+def test_sharded_device_search_equals_one_device_on_random_vectors():
+    rng = np.random.RandomState(1)
+    vectors = rng.randn(1000, 24).astype(np.float32)
+    queries = rng.randn(33, 24).astype(np.float32)
+    read = _reader({"vectors": vectors})
+    one = search.DeviceSearcher(read, 1000, _mesh((1, 1, 1), 1), query_batch_size=16)
+    eight = search.DeviceSearcher(read, 1000, _mesh((2, 4, 1)), query_batch_size=16, chunk_rows=40)
+    scores_one, rows_one = one.search_rows(queries, 20)
+    scores_eight, rows_eight = eight.search_rows(queries, 20)
+    np.testing.assert_array_equal(rows_eight, rows_one)
+    np.testing.assert_array_equal(scores_eight, scores_one)
+    expected_scores, expected_rows = fx.brute_force_top_k(queries, vectors, 20)
+    np.testing.assert_array_equal(rows_one, expected_rows)
+    np.testing.assert_allclose(scores_one, expected_scores, rtol=1e-5)
+    faiss_scores, faiss_rows = search.FaissSearcher(read, 1000, 24).search_rows(queries, 20)
+    np.testing.assert_array_equal(faiss_rows, expected_rows)
+    np.testing.assert_allclose(faiss_scores, expected_scores, rtol=1e-5)
+
+
+def test_ties_go_to_lower_rows_across_devices_and_at_the_kth_place():
+    vectors = np.zeros((64, 4), np.float32)
+    vectors[:, 0] = 1.0
+    vectors[[5, 40, 63], 0] = 2.0  # three winners spread over devices; the other 61 rows all tie
+    queries = np.array([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]], np.float32)
+    for name, searcher in _searchers(vectors, chunk_rows=4).items():
+        _, rows = searcher.search_rows(queries, 6)
+        np.testing.assert_array_equal(rows[0], [5, 40, 63, 0, 1, 2], err_msg=name)
+        np.testing.assert_array_equal(rows[1], [0, 1, 2, 3, 4, 6], err_msg=name)
+
+
+def test_search_returns_passage_ids_and_checks_k():
+    vectors, queries = _integer_data(num_rows=12)
+    ids = IdTable([("".join(f"p{i}\n" for i in range(5))).encode(), ("".join(f"p{i}\n" for i in range(5, 12))).encode()])
+    read = _reader({"vectors": vectors})
+    for searcher in (search.DeviceSearcher(read, 12, _mesh((-1, 1, 1)), ids=ids),
+                     search.FaissSearcher(read, 12, vectors.shape[1], ids=ids)):
+        scores, passage_ids = searcher.search(queries[:3], 4)
+        _, rows = searcher.search_rows(queries[:3], 4)
+        assert passage_ids.tolist() == [[f"p{r}" for r in row] for row in rows]
+        for bad_k in (0, 13):
+            with pytest.raises(ValueError, match="between 1 and"):
+                searcher.search_rows(queries, bad_k)
+    assert search.FaissSearcher(read, 12, vectors.shape[1]).ids is None
+
+
+def test_token_mode_device_search_equals_model_scores():
+    config = fx.TINY_TOKEN.__class__(**{**fx.TINY_TOKEN.__dict__, "token_score_position_bias": True,
+                                        "token_score_length_norm": True})
+    model, params = fx.init_params(config, seed=4)
+    rng = np.random.RandomState(5)
+    passages = rng.randint(3, 26, (37, 9)).astype(np.int32)
+    passages[::3, 6:] = 0  # some shorter passages
+    queries = rng.randint(3, 26, (5, 6)).astype(np.int32)
+    queries[0, 4:] = 0
+    encode = jax.jit(model.encode_for_retrieval, static_argnums=2)
+    passage_side = encode(params, passages, False)
+    query_side = encode(params, queries, True)
+    expected = np.asarray(jax.jit(model.score, static_argnums=3)(params, query_side, passage_side, 6))
+    order = np.lexsort((np.broadcast_to(np.arange(37), expected.shape), -expected), axis=-1)[:, :7]
+
+    bias = np.asarray(model.module.apply({"params": params}, np.arange(6), 6 + np.arange(9),
+                                         method="relative_bias")[config.retrieval_head])
+    rows = {"tokens": np.asarray(passage_side["tokens"]), "lengths": (passages > 0).sum(-1).astype(np.int32)}
+    searcher = search.DeviceSearcher(_reader(rows), 37, _mesh((-1, 1, 1)), chunk_rows=3,
+                                     scorer=search.maxsim_block_scorer(bias, length_norm=True))
+    scores, found = searcher.search_rows({k: np.asarray(v) for k, v in query_side.items()}, 7)
+    np.testing.assert_array_equal(found, order)
+    np.testing.assert_allclose(scores, np.take_along_axis(expected, order, -1), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pooled vectors only"):
+        search.FaissSearcher(_reader(rows), 37, 4)
+    assert isinstance(model, CLASSModel)
