@@ -1,0 +1,53 @@
+"""`class-jax index`: encode an ingested corpus into a retrieval index (resumable; multi-host).
+
+    class-jax index --checkpoint ckpt/ --corpus wiki/ --langs en --out index/ [--batch_size 512] [--dtype float16]
+
+Rerunning the same command after a kill resumes it (completed shards are kept); rerunning it with a different
+model, vocabulary, dtype, shard size or corpus into the same --out is refused.
+"""
+
+import argparse
+import logging
+
+from class_jax.errors import UserError
+from class_jax.retrieval import corpus_encoder, index_format, index_reader, loading
+from class_jax.retrieval.corpus_source import CorpusSource
+from class_jax.retrieval.encoder import RetrievalEncoder
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the command's flags."""
+    loading.add_common_arguments(parser)
+    parser.add_argument("--corpus", required=True, help="corpus root written by `class-jax ingest`")
+    parser.add_argument("--langs", nargs="+", default=None,
+                        help="languages to index, in this row order (default: every ingested language)")
+    parser.add_argument("--out", required=True, help="index directory (a started build there is resumed)")
+    parser.add_argument("--batch_size", type=int, default=256,
+                        help="passages per step over all devices (must split evenly over them)")
+    parser.add_argument("--dtype", default="float16", choices=index_format.VECTOR_DTYPES,
+                        help="stored vector dtype (float16 halves the index; scores are float32 either way)")
+    parser.add_argument("--shard_size", type=int, default=corpus_encoder.DEFAULT_SHARD_SIZE,
+                        help="passages per index shard (the unit of resumption)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Builds the index and prints a one-line summary.
+
+    Raises:
+      UserError: bad corpus, checkpoint, vocabulary, or an incompatible build in --out.
+    """
+    partitioner = loading.start(args)
+    corpus = CorpusSource.plan(args.corpus, args.langs)
+    vocabulary, vocabulary_sha256 = loading.load_vocabulary(args.vocab, args.checkpoint)
+    loaded = loading.load_model(args.checkpoint, partitioner, vocabulary)
+    try:
+        encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, args.batch_size, dtype=args.dtype)
+    except ValueError as e:
+        raise UserError(f"--batch_size {args.batch_size}: {e}") from e
+    manifest = corpus_encoder.encode_corpus(
+        encoder, vocabulary, corpus, args.out, loaded.identity, vocabulary_sha256, dtype=args.dtype,
+        shard_size=args.shard_size, progress=not args.no_progress)
+    logging.info("Index %s: %s.", args.out, index_reader.describe(manifest))
+    print(f"{index_format.index_dir_path(args.out)}: {index_reader.describe(manifest)}")
+    return 0

@@ -1,0 +1,80 @@
+"""Retrieval with a loaded model and an index: encode the questions, build a searcher, search."""
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from class_jax.errors import UserError
+from class_jax.retrieval import search, text_inputs
+from class_jax.retrieval.encoder import RetrievalEncoder
+from class_jax.retrieval.index_reader import IndexReader
+from class_jax.retrieval.loading import LoadedModel
+
+PyTree = Any
+
+
+def encode_queries(encoder: RetrievalEncoder, vocabulary: text_inputs.Vocabulary, questions: Sequence[str],
+                   max_length: int = text_inputs.QUERY_MAX_LENGTH) -> PyTree:
+    """Query-side retrieval representations of every question (the same on every process).
+
+    Returns:
+      pooled: [n, dim] float32; token mode: {"tokens": [n, max_length, head_dim], "valid": [n, max_length]}.
+    """
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, len(questions), encoder.batch_size):
+        tokens = text_inputs.query_batch(vocabulary, questions[start:start + encoder.batch_size], max_length)
+        parts.append(encoder.encode_global(tokens, is_query=True))
+    merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    if "vectors" in merged:
+        return merged["vectors"].astype(np.float32)
+    valid = np.arange(max_length)[None, :] < merged["lengths"][:, None]
+    return {"tokens": merged["tokens"].astype(np.float32), "valid": valid}
+
+
+def row_reader(index: IndexReader):
+    """index rows [start, stop) as the searchers read them."""
+    names = ("vectors",) if index.retrieval_mode == "pooled" else ("tokens", "lengths")
+    return lambda start, stop: {name: index.read_rows(name, start, stop) for name in names}
+
+
+def make_index_searcher(loaded: LoadedModel, index: IndexReader, backend: str, with_ids: bool = True,
+                        query_length: int = text_inputs.QUERY_MAX_LENGTH, **options: Any) -> search.Searcher:
+    """A searcher over a whole index, for the model that built it.
+
+    Args:
+      loaded: the model (token mode needs it for the position bias).
+      index: the index.
+      backend: "device" or "faiss".
+      with_ids: load the passage ids (needed by `Searcher.search`).
+      query_length: token mode: the query slot length (passage positions start after it).
+      **options: backend options (query_batch_size, chunk_rows, device_dtype; num_threads).
+
+    Raises:
+      UserError: faiss asked for a token-mode index.
+    """
+    ids = index.ids() if with_ids else None
+    read = row_reader(index)
+    if index.retrieval_mode == "token":
+        if backend != "device":
+            raise UserError(f"{index.path} is a token-mode (ReAtt) index: only --backend device searches it")
+        config = loaded.config
+        bias = None
+        if config.token_score_position_bias:
+            passage_length = index.array_shape("tokens")[1]
+            bias = np.asarray(loaded.model.module.apply(
+                {"params": loaded.params}, np.arange(query_length), query_length + np.arange(passage_length),
+                method="relative_bias")[config.retrieval_head])
+        options["scorer"] = search.maxsim_block_scorer(bias, config.token_score_length_norm)
+    return search.make_searcher(backend, read, index.num_rows, index.spec.dim, mesh=loaded.partitioner.mesh,
+                                ids=ids, **options)
+
+
+def check_vocabulary(index: IndexReader, vocabulary_sha256: str, vocabulary_path: Optional[str]) -> None:
+    """Refuses a vocabulary other than the index's (the queries would be tokenised differently).
+
+    Raises:
+      UserError: the vocabulary file differs from the one the index was built with.
+    """
+    if vocabulary_sha256 != index.spec.vocabulary_sha256:
+        raise UserError(f"{vocabulary_path or 'the checkpoint vocabulary'} is not the vocabulary {index.path} was "
+                        "built with (sha256 differs)")
