@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("class_jax.trainer.eval_cli", "evaluate a checkpoint on SeqIO tasks with seqio.Evaluator"),
     "infer": ("class_jax.trainer.infer_cli", "decode a SeqIO split with a checkpoint into JSON lines"),
     "export": ("class_jax.trainer.export_cli", "write a params-only checkpoint from a training run"),
+    "index": ("class_jax.retrieval.index_cli", "encode a corpus into a retrieval index (resumable, multi-host)"),
+    "retrieve": ("class_jax.retrieval.retrieve_cli", "top-k passages for questions (XOR-Retrieve prediction format)"),
     "eval-xor-retrieve": ("class_jax.evaluation.commands.eval_xor_retrieve", "XOR-Retrieve R@2kt / R@5kt (official)"),
     "eval-xor-full": ("class_jax.evaluation.commands.eval_xor_full", "XOR-Full F1 / EM / BLEU (official)"),
     "eval-xor-engspan": ("class_jax.evaluation.commands.eval_xor_engspan", "XOR-EnglishSpan F1 / EM (official)"),
