@@ -85,15 +85,30 @@ class DatasetConfig:
     module: Optional[str] = None
 
 
+# Model class -> feature converter class, for models that do not name one themselves; filled by the modules that
+# define the converters (class_jax.tasks registers CLASSModel's FiD converter), so models need not import SeqIO.
+_FEATURE_CONVERTERS: dict[type, Callable[..., Any]] = {}
+
+
+def register_feature_converter(model_cls: type, converter_cls: Callable[..., Any]) -> None:
+    """Declares the SeqIO feature converter of `model_cls` (and its subclasses) lacking a FEATURE_CONVERTER_CLS."""
+    _FEATURE_CONVERTERS[model_cls] = converter_cls
+
+
 def feature_converter_for(model: BaseModel, pack: bool = False) -> Any:
-    """The SeqIO feature converter the model asks for (its `FEATURE_CONVERTER_CLS`, as in T5X).
+    """The SeqIO feature converter the model asks for: its `FEATURE_CONVERTER_CLS` (as in T5X), else the one
+    registered for its class.
 
     Raises:
-      ValueError: if the model names none.
+      ValueError: if there is none.
     """
     converter_cls = getattr(model, "FEATURE_CONVERTER_CLS", None)
     if converter_cls is None:
-        raise ValueError(f"{type(model).__name__} has no FEATURE_CONVERTER_CLS; SeqIO datasets need one")
+        converter_cls = next((_FEATURE_CONVERTERS[cls] for cls in type(model).__mro__ if cls in _FEATURE_CONVERTERS),
+                             None)
+    if converter_cls is None:
+        raise ValueError(f"{type(model).__name__} has no FEATURE_CONVERTER_CLS and no registered feature converter "
+                         f"(data.register_feature_converter); SeqIO datasets need one")
     return converter_cls(pack=pack)
 
 
@@ -147,6 +162,8 @@ class IteratorDataSource:
 def as_data_source(config_or_source: DatasetConfig | DataSource, model: BaseModel) -> DataSource:
     """A DataSource from a DatasetConfig (SeqIO, with the model's feature converter) or an existing source."""
     if isinstance(config_or_source, DatasetConfig):
+        if config_or_source.module:  # it registers the tasks and may register the model's feature converter
+            importlib.import_module(config_or_source.module)
         return SeqioDataSource(config_or_source, feature_converter_for(model, config_or_source.pack))
     if not hasattr(config_or_source, "make_iterator"):
         raise TypeError(f"expected a DatasetConfig or a DataSource, got {type(config_or_source).__name__}")

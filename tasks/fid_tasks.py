@@ -1,0 +1,217 @@
+"""FiD SeqIO tasks: a query with its k passages (a FiD example directory, tasks/fid_files.py) -> CLASS features.
+
+FiD files are produced at run time (by the stage-1 teacher, by each retrieval refresh round, by an evaluation
+retrieval run), so these tasks are registered by functions given the directories, not at import:
+
+    register_fid_task("finetune_xor_full", "/runs/xor/fid/round-0003", kind="qa")
+
+and the stage gin files name their data through macros whose value is such a call, evaluated when the trainer
+builds its dataset:
+
+    MIXTURE_OR_TASK_NAME = @fid_tasks.fid_task()
+    fid_tasks.fid_task:
+      name = 'finetune_xor_full'
+      fid_dirs = %TRAIN_FID_DIRS        # set by the user: --gin.TRAIN_FID_DIRS="'/data/xor_full_fid'"
+      kind = 'qa'
+      vocab_path = %VOCAB_PATH
+
+A directory argument is a path, a glob of directories, a list of them, or (for per-language mixtures) a template
+with "{lang}". Kinds:
+
+    clr_pt             stage 1: target-language cloze + English cloze + teacher passages and scores
+    anchor_qa          stage 2 (MLQA-PT): generated question + retrieved passages; the query's own source passage
+                       is blanked
+    qa                 fine-tuning (NQ, XOR-Full, XOR-Retrieve): question + passages + answer
+    xor_full_eval      XOR-Full answers: F1 / EM / BLEU (metrics.xor_full_f1_em_bleu)
+    mkqa_eval          MKQA answers: F1 as CLASS / CORA compute it (metrics.mkqa_cora_f1)
+    xor_retrieve_eval  XOR-Retrieve R@2kt / R@5kt over the attached passages in their file (retrieval) order
+                       (metrics.xor_retrieve_recall); it scores the retrieval that wrote the file, the decoded
+                       answer is not used
+
+Training kinds train on the record's `target`; eval kinds decode towards answers[0] and score against all
+answers. Every task offers the splits "train" and "validation" over the same files unless a mapping
+split -> directories is given.
+"""
+
+import functools
+from typing import Any, Mapping, Optional, Sequence
+
+import seqio
+import tensorflow as tf
+
+from class_jax.errors import UserError
+from class_jax.evaluation import metrics
+from class_jax.tasks import fid_files
+from class_jax.tasks import preprocessors
+from class_jax.tasks import vocab
+
+# The 15 target languages of the released CLR-PT data.
+CLR_PT_LANGUAGES = ("ar", "bn", "de", "es", "fi", "fr", "it", "ja", "ko", "ru", "te", "ta", "ml", "kn", "zh")
+DEFAULT_SPLITS = ("train", "validation")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def answer_postprocessor(output: Any, example: Optional[Mapping[str, Any]] = None,
+                         is_target: bool = False) -> Any:
+    """Targets -> {"lang", "answers"} from the example (what the metric fns read); predictions stay strings."""
+    if is_target:
+        return {"lang": _text(example["lang"]), "answers": [_text(a) for a in example["answers"]]}
+    return output
+
+
+def retrieval_postprocessor(output: Any, example: Optional[Mapping[str, Any]] = None,
+                            is_target: bool = False) -> Any:
+    """Targets as `answer_postprocessor`; a prediction becomes the example's attached passage texts, in rank order."""
+    del output
+    if is_target:
+        return answer_postprocessor(None, example, True)
+    return [_text(text) for text in example["passage_texts"][:int(example["num_passages"])]]
+
+
+# Kind -> how its task is built: preprocessor options, metric fns, postprocessor, file fields it needs.
+_KIND_SPECS: dict[str, dict[str, Any]] = {
+    "clr_pt": dict(options=dict(with_english_query=True, with_teacher_scores=True), metric_fns=(),
+                   postprocess_fn=None, requires=("english_question", "teacher_scores", "target")),
+    "anchor_qa": dict(options=dict(drop_source_passage=True), metric_fns=(), postprocess_fn=None,
+                      requires=("target",)),
+    "qa": dict(options={}, metric_fns=(), postprocess_fn=None, requires=("target",)),
+    "xor_full_eval": dict(options=dict(answer_source="first_answer"), metric_fns=(metrics.xor_full_f1_em_bleu,),
+                          postprocess_fn=answer_postprocessor, requires=()),
+    "mkqa_eval": dict(options=dict(answer_source="first_answer"), metric_fns=(metrics.mkqa_cora_f1,),
+                      postprocess_fn=answer_postprocessor, requires=()),
+    "xor_retrieve_eval": dict(options=dict(answer_source="first_answer"),
+                              metric_fns=(metrics.xor_retrieve_recall,),
+                              postprocess_fn=retrieval_postprocessor, requires=()),
+}
+
+
+KINDS = tuple(_KIND_SPECS)
+
+
+def fid_output_features(vocabulary: seqio.Vocabulary, stage1: bool = False) -> dict[str, seqio.Feature]:
+    """The task features (see tasks/feature_converters.py); only `targets` gets an EOS from SeqIO."""
+    features = {
+        "query_tokens": seqio.Feature(vocabulary, add_eos=False),
+        "passage_tokens": seqio.Feature(vocabulary, add_eos=False, rank=2),
+        "targets": seqio.Feature(vocabulary, add_eos=True),
+    }
+    if stage1:
+        features["english_query_tokens"] = seqio.Feature(vocabulary, add_eos=False)
+        features["teacher_scores"] = seqio.Feature(seqio.PassThroughVocabulary(1), add_eos=False, dtype=tf.float32)
+    return features
+
+
+def _require_fields(source: fid_files.FiDFileDataSource, split: str, fields: Sequence[str], task: str) -> None:
+    for fid_dir, manifest in source.manifests(split):
+        missing = [field for field in fields if not manifest["has"].get(field)]
+        if missing:
+            raise UserError(f"{fid_dir}: task {task} needs FiD records with {missing}, which these records lack")
+
+
+def _checked_source(source: fid_files.FiDFileDataSource, requires: Sequence[str],
+                    task: str) -> fid_files.FiDFileDataSource:
+    """Wraps `get_dataset` so that files lacking what the task needs fail at load, naming the directory."""
+    original = source.get_dataset
+
+    def get_dataset(split: str = "train", *args: Any, **kwargs: Any) -> tf.data.Dataset:
+        _require_fields(source, split, requires, task)
+        return original(split, *args, **kwargs)
+
+    source.get_dataset = get_dataset  # type: ignore[method-assign]
+    return source
+
+
+def register_fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_files.FiDDirs], kind: str, *,
+                      vocab_path: Optional[str] = None, vocabulary: Optional[seqio.Vocabulary] = None,
+                      splits: Sequence[str] = DEFAULT_SPLITS) -> seqio.Task:
+    """Registers (replacing a same-named one) a FiD task over FiD example directories.
+
+    Args:
+      name: task name (underscores, e.g. "finetune_xor_full").
+      fid_dirs: directories for every split in `splits`, or a mapping split -> directories.
+      kind: one of KINDS (see the module docstring).
+      vocab_path: SentencePiece model (see tasks/vocab.py); ignored when `vocabulary` is given.
+      vocabulary: a vocabulary object (tests).
+      splits: the splits offered when `fid_dirs` is not a mapping.
+
+    Returns:
+      The task.
+
+    Raises:
+      ValueError: an unknown kind.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown FiD task kind {kind!r}; expected one of {KINDS}")
+    spec = _KIND_SPECS[kind]
+    vocabulary = vocabulary or vocab.get_vocabulary(vocab_path)
+    split_to_dirs = dict(fid_dirs) if isinstance(fid_dirs, Mapping) else {split: fid_dirs for split in splits}
+    source = _checked_source(fid_files.FiDFileDataSource(split_to_dirs), spec["requires"], name)
+    seqio.TaskRegistry.remove(name)
+    return seqio.TaskRegistry.add(
+        name,
+        source=source,
+        preprocessors=[functools.partial(preprocessors.fid_inputs, **spec["options"]),
+                       seqio.preprocessors.append_eos_after_trim],
+        output_features=fid_output_features(vocabulary, stage1=kind == "clr_pt"),
+        postprocess_fn=spec["postprocess_fn"],
+        metric_fns=list(spec["metric_fns"]),
+    )
+
+
+def fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_files.FiDDirs], kind: str,
+             vocab_path: Optional[str] = None) -> str:
+    """`register_fid_task` for gin: registers the task and returns its name (bind MIXTURE_OR_TASK_NAME to it)."""
+    register_fid_task(name, fid_dirs, kind, vocab_path=vocab_path)
+    return name
+
+
+def _per_language_dirs(template: fid_files.FiDDirs, lang: str) -> fid_files.FiDDirs:
+    if isinstance(template, str):
+        return template.format(lang=lang)
+    return [item.format(lang=lang) for item in template]
+
+
+def register_language_mixture(prefix: str, dirs_template: fid_files.FiDDirs, languages: Sequence[str], kind: str, *,
+                              vocab_path: Optional[str] = None, vocabulary: Optional[seqio.Vocabulary] = None,
+                              splits: Sequence[str] = DEFAULT_SPLITS) -> seqio.Mixture:
+    """Registers one FiD task per language ("{prefix}_{lang}") and their mixture "{prefix}".
+
+    Languages are mixed in proportion to their examples (seqio.mixing_rate_num_examples), as training on the
+    concatenated data would.
+
+    Args:
+      prefix: mixture name and task name prefix (e.g. "clr_pt").
+      dirs_template: directories containing "{lang}" (e.g. "/data/clr_pt_fid/{lang}").
+      languages: the languages.
+      kind: the task kind (see KINDS).
+      vocab_path / vocabulary / splits: as in `register_fid_task`.
+
+    Returns:
+      The mixture.
+
+    Raises:
+      UserError: the template has no "{lang}" or no language is given.
+    """
+    items = [dirs_template] if isinstance(dirs_template, str) else list(dirs_template)
+    if not all("{lang}" in item for item in items):
+        raise UserError(f"FiD directories {dirs_template!r} for the per-language mixture {prefix!r} must contain "
+                        f"'{{lang}}'")
+    if not languages:
+        raise UserError(f"mixture {prefix!r}: no languages given")
+    names = []
+    for lang in languages:
+        task = register_fid_task(f"{prefix}_{lang}", _per_language_dirs(dirs_template, lang), kind,
+                                 vocab_path=vocab_path, vocabulary=vocabulary, splits=splits)
+        names.append(task.name)
+    seqio.MixtureRegistry.remove(prefix)
+    return seqio.MixtureRegistry.add(prefix, names, default_rate=seqio.mixing_rate_num_examples)
+
+
+def fid_mixture(prefix: str, fid_dirs: fid_files.FiDDirs, languages: Sequence[str], kind: str,
+                vocab_path: Optional[str] = None) -> str:
+    """`register_language_mixture` for gin: registers the tasks and mixture, returns the mixture name."""
+    register_language_mixture(prefix, fid_dirs, languages, kind, vocab_path=vocab_path)
+    return prefix
