@@ -1,0 +1,153 @@
+"""FiD examples from questions or mined records plus a retriever's passages (input of `write_fid_examples`).
+
+    questions (XOR-TyDi, NQ, MKQA, demo)  + retriever top-k   -> fine-tuning / evaluation FiD examples
+    CLR-PT records with teacher passages (class-jax mine)     -> stage-1 FiD examples (passages fixed)
+    MLQA-PT records (class-jax mine)      + retriever top-k   -> stage-2 FiD examples (own source passage excluded)
+
+A retriever is anything with `top_k(queries, k) -> [(passage_ids, scores), ...]` best first (the stage-1 teacher
+interface, class_jax.data.teacher.Teacher; BM25Teacher is one). Passages are looked up by id in a mapping (e.g.
+`load_passages` over an ingested corpus).
+"""
+
+import itertools
+import os
+from typing import Iterable, Iterator, Mapping, Optional, Protocol, Sequence
+
+from class_jax.data import corpus_io
+from class_jax.data.types import Passage
+from class_jax.errors import UserError
+from class_jax.evaluation.records import GoldQuestion
+from class_jax.tasks.fid_files import FiDExample, FiDPassage
+
+
+class Retriever(Protocol):
+    """What the builders need from a retriever (class_jax.data.teacher.Teacher satisfies it)."""
+
+    def top_k(self, queries: Sequence[str], k: int) -> list[tuple[list[str], list[float]]]:
+        """Per query, (passage ids, scores), best first."""
+
+
+def load_passages(corpus_dir: str | os.PathLike, languages: Sequence[str]) -> dict[str, Passage]:
+    """Passage id -> passage for the given languages of an ingested corpus."""
+    return {p.passage_id: p for lang in languages for p in corpus_io.iter_passages(corpus_dir, lang)}
+
+
+def _attach(passage_ids: Sequence[str], scores: Sequence[float], passages: Mapping[str, Passage],
+            where: str) -> tuple[FiDPassage, ...]:
+    attached = []
+    for passage_id, score in zip(passage_ids, scores):
+        passage = passages.get(passage_id)
+        if passage is None:
+            raise UserError(f"{where}: passage {passage_id!r} is not in the passage collection")
+        attached.append(FiDPassage(id=passage_id, title=passage.title, text=passage.text, score=float(score)))
+    return tuple(attached)
+
+
+def _batches(items: Iterable, batch_size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, batch_size)):
+        yield batch
+
+
+def fid_examples_for_questions(questions: Iterable[GoldQuestion], retriever: Retriever,
+                               passages: Mapping[str, Passage], k: int, *, with_target: bool = True,
+                               batch_size: int = 256) -> Iterator[FiDExample]:
+    """Attaches each question's top-k passages.
+
+    Args:
+      questions: the questions (query-level readers in tasks/query_sources.py).
+      retriever: see the module docstring.
+      passages: id -> passage.
+      k: passages per question.
+      with_target: train on the first answer (fine-tuning); False leaves the target empty (evaluation files).
+      batch_size: questions per retriever call.
+
+    Yields:
+      FiD examples in question order.
+
+    Raises:
+      UserError: the retriever returns a passage id missing from `passages`.
+    """
+    for batch in _batches(questions, batch_size):
+        retrieved = retriever.top_k([q.question for q in batch], k)
+        for question, (ids, scores) in zip(batch, retrieved):
+            yield FiDExample(id=question.id, lang=question.lang, question=question.question,
+                             answers=tuple(question.answers), target=question.answers[0] if with_target else "",
+                             passages=_attach(ids, scores, passages, f"question {question.id!r}"))
+
+
+def _field(record: Mapping, name: str, where: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str):
+        raise UserError(f"{where}: field {name!r} is missing or not a string")
+    return value
+
+
+def fid_examples_from_clr_pt(records: Iterable[Mapping], passages: Mapping[str, Passage], *,
+                             answer_field: str = "answer") -> Iterator[FiDExample]:
+    """Stage-1 examples from CLR-PT records carrying the teacher's passages (`class-jax mine` with a teacher).
+
+    The query is the target-language cloze, the English query the English cloze, the passages and teacher scores
+    the teacher's top k for the English cloze.
+
+    Args:
+      records: dicts with qid, lang, english_cloze, target_cloze, the answer field, teacher_passage_ids and
+        teacher_scores (class_jax/data/mining_io.py CLR_PT_TEACHER_FEATURES).
+      passages: id -> English passage.
+      answer_field: the answer decoded from the target-language query: "answer" (the English anchor, what the
+        English passages contain) or "target_answer".
+
+    Yields:
+      FiD examples in record order.
+
+    Raises:
+      UserError: a record lacks a field, or names a passage not in `passages`.
+    """
+    for number, record in enumerate(records, start=1):
+        where = f"CLR-PT record {number} (qid {record.get('qid')!r})"
+        ids, scores = record.get("teacher_passage_ids"), record.get("teacher_scores")
+        if not isinstance(ids, (list, tuple)) or not isinstance(scores, (list, tuple)) or len(ids) != len(scores):
+            raise UserError(f"{where}: needs teacher_passage_ids and teacher_scores of equal length (attach the "
+                            f"teacher's passages first)")
+        answer = _field(record, answer_field, where)
+        yield FiDExample(id=_field(record, "qid", where), lang=_field(record, "lang", where),
+                         question=_field(record, "target_cloze", where), answers=(answer,), target=answer,
+                         english_question=_field(record, "english_cloze", where),
+                         teacher_scores=tuple(float(s) for s in scores),
+                         passages=_attach(ids, scores, passages, where))
+
+
+def fid_examples_from_mlqa_pt(records: Iterable[Mapping], retriever: Retriever, passages: Mapping[str, Passage],
+                              k: int, *, batch_size: int = 256,
+                              source_field: Optional[str] = "source_passage_id") -> Iterator[FiDExample]:
+    """Stage-2 examples from MLQA-PT records: the generated question with its top-k passages but its own source.
+
+    Args:
+      records: dicts with qid, lang, question, answer and the source passage id (class_jax/data/mining_io.py
+        MLQA_PT_FEATURES).
+      retriever: see the module docstring.
+      passages: id -> passage.
+      k: passages per question (k + 1 are retrieved so that dropping the source passage still leaves k).
+      batch_size: questions per retriever call.
+      source_field: the record field naming the source passage (None: none is excluded).
+
+    Yields:
+      FiD examples in record order.
+
+    Raises:
+      UserError: a record lacks a field, or the retriever names an unknown passage.
+    """
+    numbered = enumerate(records, start=1)
+    for batch in _batches(numbered, batch_size):
+        checked = []
+        for number, record in batch:
+            where = f"MLQA-PT record {number} (qid {record.get('qid')!r})"
+            source = (record.get(source_field) or "") if source_field else ""
+            checked.append((where, _field(record, "qid", where), _field(record, "lang", where),
+                            _field(record, "question", where), _field(record, "answer", where), source))
+        retrieved = retriever.top_k([item[3] for item in checked], k + 1)
+        for (where, qid, lang, question, answer, source), (ids, scores) in zip(checked, retrieved):
+            kept = [(i, s) for i, s in zip(ids, scores) if i != source][:k]
+            yield FiDExample(id=qid, lang=lang, question=question, answers=(answer,), target=answer,
+                             source_passage_id=source if source_field else None,
+                             passages=_attach([i for i, _ in kept], [s for _, s in kept], passages, where))
