@@ -9,10 +9,12 @@ import re
 import pytest
 
 from class_jax.data import clr_pt
+from class_jax.data import clr_pt_audit
 from class_jax.data import clr_pt_rule
 from class_jax.data import passages as passages_lib
 from class_jax.data.clr_pt_rule import ParallelRuleConfig
 from class_jax.data.types import Article, Link
+from class_jax.errors import UserError
 
 MASK = "_X_"
 
@@ -301,3 +303,25 @@ def test_quantities_agree_within_tolerance_and_by_subset():
     assert clr_pt_rule.quantities_agree(rounded, exact, config) is None
     other = clr_pt_rule.extract_quantities("人口は900万人である。", "ja")
     assert clr_pt_rule.quantities_agree(rounded, other, config) == "numbers_differ"
+
+
+def test_audit_sample_is_reproducible_and_scores_hand_labels():
+    records = [record.to_dict() for english, target in PAIRS for record in mine(english, target).records]
+    sample = clr_pt_audit.audit_sample(records, 3)
+    assert [r["qid"] for r in sample] == [r["qid"] for r in clr_pt_audit.audit_sample(reversed(records), 3)]
+    table = clr_pt_audit.audit_table(sample, MASK).splitlines()
+    assert table[0].split("\t") == list(clr_pt_audit.COLUMNS) and len(table) == 4
+    assert all("[[" in line.split("\t")[5] and "[[" in line.split("\t")[6] for line in table[1:])
+    labelled = [table[0]] + [line.replace("\t\t", "\ty\t", 1) for line in table[1:3]] + [
+        table[3].replace("\t\t", "\tn\t", 1)]
+    result = clr_pt_audit.score_audit("\n".join(labelled) + "\n", "ja.tsv")
+    assert (result["labelled"], result["parallel"], result["unlabelled"]) == (3, 2, 0)
+    assert result["precision"] == pytest.approx(2 / 3) and result["low"] < 2 / 3 < result["high"]
+    with pytest.raises(UserError, match=r"ja\.tsv: line 2: label 'maybe'"):
+        clr_pt_audit.score_audit("\n".join([table[0], table[1].replace("\t\t", "\tmaybe\t", 1)]), "ja.tsv")
+
+
+def test_wilson_interval_matches_the_closed_form():
+    low, high = clr_pt_audit.wilson_interval(180, 200)
+    assert (round(low, 4), round(high, 4)) == (0.8506, 0.9343)
+    assert clr_pt_audit.wilson_interval(0, 0) == (0.0, 1.0)
