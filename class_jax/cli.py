@@ -20,6 +20,7 @@ from class_jax.errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-demo-wiki": ("class_jax.data.demo_cli", "generate the small multilingual demo wiki in real dump formats"),
     "ingest": ("class_jax.data.ingest_cli", "Wikipedia dump + langlinks/Wikidata -> articles, passages, entities"),
+    "mine": ("class_jax.data.mine_cli", "mine CLR-PT / MLQA-PT examples from an ingested corpus (Apache Beam)"),
     "convert": ("class_jax.checkpoints.convert_cli", "import HF / T5X checkpoints, export to HF, verify parity"),
     "train": ("class_jax.trainer.train_cli", "train a model as configured by gin (resumes from MODEL_DIR)"),
     "eval": ("class_jax.trainer.eval_cli", "evaluate a checkpoint on SeqIO tasks with seqio.Evaluator"),
