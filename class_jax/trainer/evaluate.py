@@ -43,6 +43,8 @@ class InferenceEvaluator:
         if dataset_cfg.module:
             __import__(dataset_cfg.module)
         loggers = (seqio.JSONLogger,) if log_dir is not None and _is_lead_process() else ()
+        if loggers:
+            pathlib.Path(log_dir).mkdir(parents=True, exist_ok=True)
         self.name = dataset_cfg.mixture_or_task_name
         self.evaluator = seqio.Evaluator(
             mixture_or_task_name=dataset_cfg.mixture_or_task_name,

@@ -10,7 +10,6 @@ Bindings apply after every file, in the order given on the command line.
 """
 
 import argparse
-import logging
 import os
 import pathlib
 from typing import Any, Callable, Sequence
@@ -23,14 +22,16 @@ from class_jax.errors import UserError
 GIN_OVERRIDE_PREFIX = "--gin."
 
 
-class _GinProbeFilter(logging.Filter):
-    """Drops gin's resource-reader messages: it logs an ERROR for every search path a gin file is not in."""
+def _use_plain_files_only() -> None:
+    """Stops gin from also resolving file names as Python package resources.
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.pathname.replace("\\", "/").endswith("gin/resource_reader.py")
-
-
-_PROBE_FILTER = _GinProbeFilter()
+    gin's resource reader turns "models/x.gin" into a lookup of a package named `models`; a namespace package of
+    that name anywhere on sys.path (e.g. a tests/models folder) makes it crash, and it logs an ERROR for every
+    search path it misses. class_jax's gin files are found through the search paths instead.
+    """
+    readers = gin.config._FILE_READERS  # pylint: disable=protected-access
+    readers[:] = [(reader, exists) for reader, exists in readers
+                  if getattr(exists, "__module__", "") != "gin.resource_reader"]
 
 
 def add_gin_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,9 +92,7 @@ def parse_gin(files: Sequence[str], bindings: Sequence[str], extra_search_paths:
     Raises:
       UserError: a file is missing or a binding is invalid (the message names it).
     """
-    root_logger = logging.getLogger()  # gin logs through the root logger
-    if _PROBE_FILTER not in root_logger.filters:
-        root_logger.addFilter(_PROBE_FILTER)
+    _use_plain_files_only()
     gin.clear_config(clear_constants=False)
     for path in search_paths(extra_search_paths):
         if path not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access

@@ -72,6 +72,7 @@ def test_microbatched_step_equals_full_batch_on_ragged_targets():
     assert full_metrics["grad_norm"] > 1e-2
 
 
+@pytest.mark.slow
 def test_uniform_weighting_is_exact_when_microbatches_hold_equal_token_counts():
     full_params, full_metrics = _one_step(1, "uniform", True)()
     micro_params, micro_metrics = _one_step(2, "uniform", True)()
@@ -79,6 +80,7 @@ def test_uniform_weighting_is_exact_when_microbatches_hold_equal_token_counts():
     assert abs(full_metrics["loss"] - micro_metrics["loss"]) <= 1e-6
 
 
+@pytest.mark.slow
 def test_dropout_keys_come_from_the_step_rng():
     step = _one_step(1, "num_tokens", False, dropout_rate=0.3)
     _, first = step(rng_seed=0)
