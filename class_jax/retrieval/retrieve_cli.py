@@ -14,7 +14,7 @@ import time
 import jax
 
 from class_jax.errors import UserError
-from class_jax.retrieval import loading, predictions, retrieve, search
+from class_jax.retrieval import loading, predictions, retrieve
 from class_jax.retrieval.encoder import RetrievalEncoder
 from class_jax.retrieval.index_reader import IndexReader
 
@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--details_out", default=None,
                         help="JSON Lines with passage ids and scores (default: OUT without .json + .details.jsonl)")
     parser.add_argument("--k", type=int, default=100, help="passages per question")
-    parser.add_argument("--backend", choices=("device", "faiss"), default=None,
-                        help="exact search on the JAX devices or with faiss on the CPU (default: faiss when JAX "
-                             "runs on the CPU, else device)")
+    parser.add_argument("--backend", choices=("device", "faiss"), default="device",
+                        help="exact search sharded over the JAX devices (default; also the faster one on CPU, see "
+                             "bench/search.py) or with faiss IndexFlatIP on the CPU of process 0")
     parser.add_argument("--corpus", default=None, help="corpus root, if it moved since indexing")
     parser.add_argument("--batch_size", type=int, default=64, help="questions encoded per step over all devices")
     parser.add_argument("--query_batch_size", type=int, default=256, help="questions per device search call")
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"--batch_size {args.batch_size}: {e}") from e
     query_vectors = retrieve.encode_queries(encoder, vocabulary, [q.question for q in queries])
-    backend = args.backend or search.default_backend()
+    backend = args.backend
     # faiss runs on one process only; the device search is an SPMD program every process joins.
     if backend == "faiss" and jax.process_index() != 0:
         return 0

@@ -10,6 +10,10 @@ device order). For a batch of queries, each device scores its rows chunk by chun
 [queries, rows] score matrix never exists whole) keeping a running `lax.top_k`; the per-device top-k are then
 all-gathered and reduced with one more top-k. Token-mode (ReAtt) indexes use the same machinery with max-sim
 scores per chunk.
+
+Which is faster: on this project's 2-core CPU machine the JAX path beat faiss IndexFlatIP (pip faiss-cpu 1.15.1) by
+1.7x at 100k and 3.7x at 1M x 768 rows (bench/search.py), so "device" is the default backend even on CPU; faiss
+stays available as an independent cross-check and for hosts where it is the faster build.
 """
 
 import abc
@@ -285,9 +289,4 @@ def make_searcher(backend: str, read_rows: RowReader, num_rows: int, dim: int, *
             raise ValueError("the device backend needs a mesh")
         return DeviceSearcher(read_rows, num_rows, mesh, ids, **options)
     raise ValueError(f"backend {backend!r}: expected 'device' or 'faiss'")
-
-
-def default_backend() -> str:
-    """"faiss" when JAX runs on the CPU (faiss's BLAS search is faster there, see bench/search.py), else "device"."""
-    return "faiss" if jax.default_backend() == "cpu" else "device"
 
