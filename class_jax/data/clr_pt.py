@@ -22,6 +22,10 @@ from class_jax.data.clr_pt_rule import ParallelRuleConfig
 from class_jax.data.types import Article, Passage
 
 _DISAMBIGUATOR = re.compile(r"\s*\([^)]*\)\s*$")
+# Languages that attach case endings or particles to names ("게레피의", "Helsingissä") or clitics before them
+# ("والقاهرة"): there a name is matched without a word boundary on that side.
+_SUFFIXING_LANGS = frozenset({"ko", "tr", "fi", "hu", "et", "ta", "te", "ml", "kn", "bn", "mr", "ka", "eu"})
+_PREFIXING_LANGS = frozenset({"ar", "fa", "ur", "he", "ps"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +102,7 @@ class _Sentence:
     text: str
     mentions: list[Mention]
     quantities: clr_pt_rule.Quantities
-    units: int
+    units: int  # Length with every name counted as one unit, for the length ratio.
     reason: str | None
 
     def entities(self) -> dict[str, list[Mention]]:
@@ -134,14 +138,34 @@ def strip_disambiguator(title: str) -> str:
 
 
 def _mention_pattern(surfaces: Iterable[str], lang: str) -> re.Pattern | None:
-    """One regex finding any of `surfaces` (longest first), at word boundaries in spaced languages."""
+    """One regex finding any of `surfaces` (longest first), at the word boundaries the language has."""
     ordered = sorted(set(surfaces), key=lambda s: (-len(s), s))
     if not ordered:
         return None
     body = "|".join(re.escape(surface) for surface in ordered)
-    if lang in language_scripts.UNSPACED_LANGS:
-        return re.compile(f"(?:{body})")
-    return re.compile(rf"(?<!\w)(?:{body})(?!\w)")
+    unspaced = lang in language_scripts.UNSPACED_LANGS
+    left = "" if unspaced or lang in _PREFIXING_LANGS else r"(?<!\w)"
+    right = "" if unspaced or lang in _SUFFIXING_LANGS else r"(?!\w)"
+    return re.compile(f"{left}(?:{body}){right}")
+
+
+def _occurs(text: str, phrase: str, lang: str) -> bool:
+    """Whether `phrase` occurs in `text` (case, width and punctuation folded), with the language's boundaries."""
+    needle = anchor_qa.normalize_for_match(phrase)
+    return bool(needle) and bool(_mention_pattern([needle], lang).search(anchor_qa.normalize_for_match(text)))
+
+
+def _content_units(text: str, start: int, spans: Iterable[tuple[int, int]], lang: str) -> int:
+    """Length of a sentence with every name span (article offsets) counted as one unit."""
+    pieces, cursor = [], start
+    for span_start, span_end in sorted(spans):
+        if span_start < cursor:
+            continue  # Overlapping spans (a name inside the subject's name) are already collapsed.
+        pieces.append(text[cursor - start:span_start - start])
+        pieces.append(" N " if lang not in language_scripts.UNSPACED_LANGS else "N")
+        cursor = span_end
+    pieces.append(text[cursor - start:])
+    return language_scripts.length_units("".join(pieces), lang)
 
 
 class _PassageFinder:
@@ -228,10 +252,10 @@ class ClrPtMiner:
                     mentions.append(Mention(entity_id, link.start, link.end, link.anchor, True))
                 position += 1
             text = article.text[start:end]
+            own_spans = [(start + match.start(), start + match.end())
+                         for match in (own_pattern.finditer(text) if own_pattern is not None else ())]
             if pattern is not None:
-                taken = [(link.start, link.end) for link in links[link_index:position]]
-                if own_pattern is not None:
-                    taken += [(start + match.start(), start + match.end()) for match in own_pattern.finditer(text)]
+                taken = [(link.start, link.end) for link in links[link_index:position]] + own_spans
                 for match in pattern.finditer(text):
                     span = (start + match.start(), start + match.end())
                     if any(span[0] < taken_end and taken_start < span[1] for taken_start, taken_end in taken):
@@ -244,7 +268,7 @@ class ClrPtMiner:
             result.append(_Sentence(
                 index=index, start=start, end=end, text=text, mentions=mentions,
                 quantities=clr_pt_rule.extract_quantities(text, article.lang, config.min_number_value),
-                units=language_scripts.length_units(text, article.lang),
+                units=_content_units(text, start, [(m.start, m.end) for m in mentions] + own_spans, article.lang),
                 reason=clr_pt_rule.sentence_reason(text, article.lang, side, config)))
         return result
 
@@ -262,7 +286,7 @@ class ClrPtMiner:
                 return f"answer_is_{kind}"
         rest = sentence.text[:mention.start - sentence.start] + " " + sentence.text[mention.end - sentence.start:]
         for leak in filter(None, (answer, strip_disambiguator(title) if title else None)):
-            if anchor_qa.contains_phrase(rest, leak, lang):
+            if _occurs(rest, leak, lang):
                 return "answer_in_cloze"
         return None
 

@@ -11,7 +11,9 @@ and stops at the first failure, whose name is the rejection reason:
   3. each is written in its language's script -> `*_wrong_script`; a target sentence that equals the English
      one (after case and punctuation folding) is an untranslated copy -> `untranslated`;
   4. their lengths agree: target length divided by the language's usual units per English word, over the English
-     word count, lies within [1 / max_length_ratio, max_length_ratio] -> `length_ratio`;
+     word count, lies within [1 / max_length_ratio, max_length_ratio] -> `length_ratio`. Names count as one unit
+     on both sides (a transliterated name is three words in English and twelve katakana in Japanese), and a
+     small constant is added to both lengths so that short sentences are not judged on one word;
   5. years agree (4-digit years 1000-2099): both state the same years (or, configurable, one sentence's years
      are all in the other's) -> `years_differ`;
   6. other numbers agree within a relative tolerance (units and conversions add numbers to one side, so one side's
@@ -68,6 +70,7 @@ class ParallelRuleConfig:
       max_chars_unspaced: longest sentence in characters, for unspaced languages.
       min_script_share: smallest share of letters written in the sentence's language's script(s).
       max_length_ratio: largest accepted ratio between the normalised lengths (and its inverse the smallest).
+      length_smoothing: English words added to both lengths before taking the ratio.
       units_per_english_word: per-language length units per English word (defaults: UNITS_PER_ENGLISH_WORD; 1.0
         for languages not listed).
       year_rule: "equal" (same sets; a translation rarely drops a year), "subset" (one side's years all occur
@@ -99,6 +102,7 @@ class ParallelRuleConfig:
     max_chars_unspaced: int = 100
     min_script_share: float = 0.5
     max_length_ratio: float = 2.0
+    length_smoothing: float = 2.0
     units_per_english_word: Mapping[str, float] = dataclasses.field(
         default_factory=lambda: dict(UNITS_PER_ENGLISH_WORD))
     year_rule: str = "equal"
@@ -125,6 +129,8 @@ class ParallelRuleConfig:
                 raise ValueError(f"{name} must be 'subset', 'equal' or 'ignore', got {getattr(self, name)!r}")
         if self.max_length_ratio < 1.0:
             raise ValueError(f"max_length_ratio must be at least 1, got {self.max_length_ratio}")
+        if self.length_smoothing < 0:
+            raise ValueError(f"length_smoothing must not be negative, got {self.length_smoothing}")
         if self.min_shared_entities < 1 or self.max_masks_per_pair < 1:
             raise ValueError("min_shared_entities and max_masks_per_pair must be at least 1")
 
@@ -288,9 +294,10 @@ def shared_quantities(english: Quantities, target: Quantities, tolerance: float)
 
 
 def length_ratio(english_units: int, target_units: int, lang: str, config: ParallelRuleConfig) -> float:
-    """Normalised target length over English length (1.0 = as long as a typical translation)."""
+    """Normalised, smoothed target length over English length (1.0 = as long as a typical translation)."""
     per_word = config.units_per_english_word.get(lang, 1.0)
-    return (target_units / per_word) / max(english_units, 1)
+    smoothing = config.length_smoothing
+    return (target_units / per_word + smoothing) / max(english_units + smoothing, 1e-9)
 
 
 def length_ratio_ok(ratio: float, config: ParallelRuleConfig) -> bool:

@@ -103,7 +103,8 @@ def _print_summary(manifest: dict) -> None:
     stages = manifest["stages"]
     if "clr_pt" in stages:
         print("CLR-PT (candidate sentence pairs -> kept pairs -> records; rejections by reason):")
-        for lang, counts in stages["clr_pt"]["counts"].items():
+        for lang in manifest["languages"]:
+            counts = stages["clr_pt"]["counts"].get(lang, {})
             rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.get("rejected", {}).items()))
             print(f"  {lang}: candidates {counts.get('candidate_pairs', 0)}, kept {counts.get('kept_pairs', 0)}, "
                   f"clozes {counts.get('clozes', 0)} (duplicates {counts.get('duplicate_clozes', 0)}); "

@@ -39,6 +39,11 @@ ENTITY_TITLES = {
     "Q85": {"en": "Cairo", "ar": "القاهرة"},
     "Q1016": {"en": "Libya", "ar": "ليبيا"},
     "Q15": {"en": "Africa", "ar": "أفريقيا"},
+    "Q30487": {"en": "Mikhail Gorbachev", "ja": "ミハイル・ゴルバチョフ"},
+    "Q254906": {"en": "Raisa Gorbacheva", "ja": "ライサ・ゴルバチョワ"},
+    "Q8684": {"en": "Seoul", "ko": "서울특별시"},
+    "Q884": {"en": "South Korea", "ko": "대한민국"},
+    "Q189280": {"en": "Han River", "ko": "한강"},
 }
 TITLES = {(lang, title): entity for entity, titles in ENTITY_TITLES.items() for lang, title in titles.items()}
 
@@ -213,6 +218,26 @@ def test_untranslated_copy_and_foreign_script_are_rejected():
     english = make_article("en", 8, "Windows 95", "[[Microsoft]] released Windows 95 in August 1995.")
     latin = make_article("ja", 808, "Windows 95", "Windows 95は[[マイクロソフト]]がMicrosoft Windows OSとして1995年に発売した。")
     assert mine(english, latin).counts["rejected/target_wrong_script"] == 1
+
+
+def test_transliterated_names_count_as_one_unit_in_the_length_ratio():
+    english = make_article("en", 11, "Mikhail Gorbachev", "Gorbachev married [[Raisa Gorbacheva|Raisa Titarenko]] in 1953.")
+    target = make_article("ja", 1111, "ミハイル・ゴルバチョフ",
+                          "ミハイル・ゴルバチョフは1953年に[[ライサ・ゴルバチョワ|ライサ・チタレンコ]]と結婚した。")
+    # Counted in plain characters the Japanese sentence looks 2.4 times too long; its names are most of it.
+    [record] = mine(english, target).records
+    assert record.target_cloze == "ミハイル・ゴルバチョフは1953年に_X_と結婚した。"
+
+
+def test_korean_names_are_found_before_their_particles():
+    english = make_article("en", 12, "Seoul", (
+        "Seoul is the capital of [[South Korea]] and its largest city. The [[Han River]] flows through the city."))
+    target = make_article("ko", 1212, "서울특별시", (
+        "서울특별시는 [[대한민국]]의 수도이자 최대 도시로 [[한강]] 유역에 있다. 한강이 도시를 가로질러 흐른다."))
+    result = mine(english, target)
+    clozes = {(r.english_cloze, r.target_cloze, r.target_answer) for r in result.records}
+    assert ("The _X_ flows through the city.", "_X_이 도시를 가로질러 흐른다.", "한강") in clozes
+    assert result.counts["masked_title_mention"] == 1  # The second Korean mention of the river is not linked.
 
 
 def test_entities_the_other_article_places_elsewhere_reject_the_pair():
