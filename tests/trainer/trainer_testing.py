@@ -6,6 +6,7 @@ import sys
 from typing import Sequence
 
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parents[1]
 TESTDATA = TESTS_DIR / "testdata"
 TINY_TRAIN_GIN = TESTDATA / "tiny_train.gin"
 TINY_TRAIN_STEPS = 12
