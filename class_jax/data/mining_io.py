@@ -12,7 +12,8 @@ parallelism. Examples are serialised deterministically. Files appear under their
 (written to a temporary name, then renamed). Paths may be local or any filesystem tf.io.gfile knows (gs://, ...).
 
 Feature types (the `FEATURES` tables): "bytes" = one UTF-8 string (tf.string, FixedLenFeature([])), "int" =
-one int64, "float" = one float32, "bytes_list" / "float_list" = variable-length lists (VarLenFeature).
+one int64, "float" = one float32, "bytes_list" / "float_list" = variable-length lists (parsed as
+FixedLenSequenceFeature(allow_missing=True): a dense 1-D tensor per example).
 """
 
 import gzip
@@ -122,10 +123,11 @@ def feature_description(dataset: str) -> dict:
             description[name] = tf.io.FixedLenFeature([], tf.int64)
         elif kind == "float":
             description[name] = tf.io.FixedLenFeature([], tf.float32)
-        elif kind == "bytes_list":
-            description[name] = tf.io.VarLenFeature(tf.string)
         else:
-            description[name] = tf.io.VarLenFeature(tf.float32)
+            # Dense 1-D tensors of per-example length: what SeqIO preprocessors expect (VarLenFeature would give
+            # SparseTensors).
+            dtype = tf.string if kind == "bytes_list" else tf.float32
+            description[name] = tf.io.FixedLenSequenceFeature([], dtype, allow_missing=True)
     return description
 
 

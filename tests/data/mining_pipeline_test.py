@@ -107,6 +107,22 @@ def test_tfrecords_hold_the_jsonl_records_with_the_documented_features(demo):
                         assert example[name] == pytest.approx(expected, rel=1e-6)
 
 
+def test_seqio_reads_every_dataset_with_the_manifest_patterns(demo):
+    import seqio  # pylint: disable=import-outside-toplevel
+
+    root, manifest = demo
+    for dataset, info in manifest["datasets"].items():
+        pattern = str(root / "out" / info["tfrecord_patterns"]["ar"])
+        source = seqio.TFExampleDataSource({"train": pattern},
+                                           feature_description=mining_io.feature_description(dataset))
+        examples = list(source.get_dataset("train", shuffle=False).as_numpy_iterator())
+        records = list(mining_io.read_dataset(str(root / "out"), dataset, "ar"))
+        assert sorted(e["qid"].decode("utf-8") for e in examples) == sorted(r["qid"] for r in records)
+        if dataset == "clr_pt_teacher":
+            first = next(e for e in examples if e["qid"].decode("utf-8") == records[0]["qid"])
+            assert [p.decode("utf-8") for p in first["teacher_passage_ids"]] == records[0]["teacher_passage_ids"]
+
+
 def test_shards_are_chosen_by_qid_and_sorted(demo):
     root, _ = demo
     shard_files = sorted((root / "out" / "clr_pt" / "es").glob("*.jsonl"))
