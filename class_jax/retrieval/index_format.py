@@ -23,6 +23,7 @@ passage, 12.5x the pooled index: 460 GB for the English corpus), padding include
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import pathlib
@@ -126,7 +127,6 @@ def _sha256(data: bytes) -> str:
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
-    import io  # pylint: disable=import-outside-toplevel
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from class_jax.errors import UserError
-from class_jax.retrieval import corpus_encoder, index_format, loading, text_inputs
+from class_jax.retrieval import corpus_encoder, index_format, loading, retrieve, text_inputs
 from class_jax.retrieval.corpus_source import CorpusSource
 from class_jax.retrieval.encoder import RetrievalEncoder
 from class_jax.retrieval.index_reader import IndexReader
@@ -109,12 +109,28 @@ def test_token_mode_stores_per_token_vectors_and_lengths(token_checkpoint, corpu
     model, params = fx.init_params(fx.TINY_TOKEN, seed=2)
     records = [r for lang in ("en", "ja") for r in corpus[1][lang]]
     batch = text_inputs.passage_batch(vocabulary, [r["title"] for r in records], [r["text"] for r in records])
-    expected = jax.jit(model.encode_for_retrieval, static_argnums=2)(params, batch, False)
+    encode = jax.jit(model.encode_for_retrieval, static_argnums=2)
+    expected = encode(params, batch, False)
     np.testing.assert_array_equal(lengths, (batch > 0).sum(-1))
     valid = np.asarray(expected["valid"])
     np.testing.assert_allclose(tokens[valid], np.asarray(expected["tokens"])[valid], rtol=1e-5, atol=1e-6)
     assert not tokens[~valid].any()  # pads are stored as zeros
     assert lengths.max() == 200  # the long passages were cut at 200 tokens
+
+    # Retrieval over the token index (max-sim on device) ranks passages as the model's own scores do.
+    loaded = loading.load_model(str(token_checkpoint), Partitioner(), vocabulary)
+    questions = ["river city king", "song film"]
+    query_side = retrieve.encode_queries(RetrievalEncoder(loaded.model, loaded.params, Partitioner(), 8),
+                                         vocabulary, questions)
+    scores, passage_ids = retrieve.make_index_searcher(loaded, index, "device", chunk_rows=4).search(query_side, 6)
+    query_tokens = text_inputs.query_batch(vocabulary, questions)
+    expected = np.asarray(jax.jit(model.score, static_argnums=3)(params, encode(params, query_tokens, True),
+                                                                 expected, 50))
+    top = np.argsort(-expected, axis=1, kind="stable")[:, :6]
+    assert passage_ids.tolist() == [[records[row]["id"] for row in query_rows] for query_rows in top]
+    np.testing.assert_allclose(scores, np.take_along_axis(expected, top, 1), rtol=1e-5, atol=1e-5)
+    with pytest.raises(UserError, match="only --backend device"):
+        retrieve.make_index_searcher(loaded, index, "faiss")
 
 
 def test_a_different_model_or_corpus_is_not_mixed_into_a_started_index(reference_index, checkpoint, other_checkpoint,
