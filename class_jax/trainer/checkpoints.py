@@ -21,7 +21,7 @@ import json
 import logging
 import pathlib
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import jax
 from jax.experimental import multihost_utils
@@ -196,7 +196,3 @@ def write_json_report(path: pathlib.Path, report: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
-
-def list_unreadable(directory: pathlib.Path) -> Sequence[pathlib.Path]:
-    """Step directories that were set aside as unreadable."""
-    return sorted(pathlib.Path(directory).glob("*.unreadable-*"))

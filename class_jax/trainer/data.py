@@ -181,3 +181,47 @@ def peek_batch_spec(source: DataSource, shard: HostBatchShard) -> dict[str, tupl
                              f"{shard.local_batch_size} of a global batch of {shard.global_batch_size}")
         spec[name] = ((shard.global_batch_size,) + value.shape[1:], value.dtype)
     return spec
+
+
+class DataFeed:
+    """This host's stream of training batches and its position, across data switches (see hooks.DataSwitch).
+
+    The iterator is built lazily at the recorded position, so a feed restored from a checkpoint, or switched to a
+    new source mid-run, starts exactly at the batch the uninterrupted run would read next.
+    """
+
+    def __init__(self, source: DataSource, shard: HostBatchShard, position: DataPosition = DataPosition()):
+        self.source = source
+        self.shard = shard
+        self.position = position
+        self._iterator: Optional[Iterator[Batch]] = None
+
+    def switch(self, source: DataSource, start_step: int, step: int) -> None:
+        """Reads `source` from now on; its batch 0 belonged to step `start_step` (<= `step`, the current step).
+
+        Raises:
+          ValueError: the new source has another global batch size.
+        """
+        if source.global_batch_size != self.source.global_batch_size:
+            raise ValueError(f"data switched to a global batch of {source.global_batch_size}, training uses "
+                             f"{self.source.global_batch_size}")
+        self.source = source
+        self.position = DataPosition(source_start_step=start_step, batches_consumed=step - start_step)
+        self._iterator = None
+
+    def next_batch(self) -> Batch:
+        """This host's rows of the next batch.
+
+        Raises:
+          ValueError: the source ran out (finite datasets must repeat for training).
+        """
+        if self._iterator is None:
+            self._iterator = self.source.make_iterator(self.shard, self.position.batches_consumed)
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            raise ValueError(f"training data ran out after {self.position.batches_consumed} batches of its source "
+                             f"(started at step {self.position.source_start_step}); use num_epochs=None to repeat "
+                             f"it") from None
+        self.position = dataclasses.replace(self.position, batches_consumed=self.position.batches_consumed + 1)
+        return batch

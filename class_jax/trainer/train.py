@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import pathlib
 import time
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
@@ -169,37 +169,24 @@ def train(*,
     writer = metrics_lib.MetricsWriter(model_dir_path, tensorboard=tensorboard)
     accumulator = metrics_lib.MetricsAccumulator()
     timer = metrics_lib.PeriodTimer()
+    feed = data_lib.DataFeed(source, shard, position)
     result = TrainResult(state=state, step=step, preempted=False, last_metrics={}, eval_results={})
 
-    def hook_context(resuming: bool) -> hooks_lib.HookContext:
-        return hooks_lib.HookContext(step=step, params=state.params, model=model, partitioner=partitioner,
-                                     model_dir=model_dir_path, resuming=resuming)
-
     def run_hooks(resuming: bool) -> None:
-        nonlocal source, position, iterator
-        switch = hooks_lib.run_hooks(hook_list, hook_context(resuming))
-        if switch is None:
-            return
-        if switch.source.global_batch_size != global_batch_size:
-            raise ValueError(f"a hook switched to data of global batch {switch.source.global_batch_size}, "
-                             f"training uses {global_batch_size}")
-        source = switch.source
-        position = data_lib.DataPosition(switch.start_step, step - switch.start_step)
-        iterator = source.make_iterator(shard, position.batches_consumed)
-        logging.info("Step %d: training data switched (source from step %d).", step, switch.start_step)
+        context = hooks_lib.HookContext(step=step, params=state.params, model=model, partitioner=partitioner,
+                                        model_dir=model_dir_path, resuming=resuming)
+        switch = hooks_lib.run_hooks(hook_list, context)
+        if switch is not None:
+            feed.switch(switch.source, switch.start_step, step)
+            logging.info("Step %d: training data switched (source from step %d).", step, switch.start_step)
 
     start_step = step
-    iterator: Optional[Iterator[data_lib.Batch]] = None
     if hook_list:
         # A resumed run re-establishes the hooks' state (and data) as it was at the checkpoint's step.
-        recorded = position
         run_hooks(resuming=start_step > 0)
-        if start_step > 0 and position.source_start_step != recorded.source_start_step:
+        if start_step > 0 and feed.position.source_start_step != position.source_start_step:
             logging.warning("The hooks re-established data that started at step %d; the checkpoint recorded %d.",
-                            position.source_start_step, recorded.source_start_step)
-    if iterator is None:
-        iterator = source.make_iterator(shard, position.batches_consumed)
-
+                            feed.position.source_start_step, position.source_start_step)
     try:
         with PreemptionWatcher() as watcher:
             while step < total_steps:
@@ -207,36 +194,31 @@ def train(*,
                     outside = time.perf_counter()
                     run_hooks(resuming=False)
                     timer.exclude(time.perf_counter() - outside)
-                try:
-                    local_batch = next(iterator)
-                except StopIteration:
-                    raise ValueError(f"training data ran out at step {step} (batch {position.batches_consumed} "
-                                     f"of its source); use num_epochs=None to repeat it") from None
-                batch = partitioner.shard_batch(local_batch, global_batch_size)
+                batch = partitioner.shard_batch(feed.next_batch(), global_batch_size)
                 state, step_metrics = compiled_step(state, batch, dropout_rng)
                 step += 1
-                position = dataclasses.replace(position, batches_consumed=position.batches_consumed + 1)
                 accumulator.add(step_metrics)
                 if step == start_step + 1:
                     gin_utils.write_operative_config(model_dir_path / "operative_config.gin")
 
                 if step % log_period == 0 or step == total_steps:
+                    steps_in_period = len(accumulator)
                     summary = accumulator.summarize()
                     summary.update(metrics_lib.throughput_metrics(
-                        log_period if step % log_period == 0 else step % log_period, timer.lap(), flops_per_step,
-                        tokens_per_step, global_batch_size, peak_flops, jax.device_count()))
+                        steps_in_period, timer.lap(), flops_per_step, tokens_per_step, global_batch_size,
+                        peak_flops, jax.device_count()))
                     writer.write(step, summary)
                     result.last_metrics = summary
 
                 outside = time.perf_counter()
                 if evaluators and (eval_period and step % eval_period == 0 or step == total_steps):
                     result.eval_results = _run_evaluators(evaluators, state.params, step, writer)
-                checkpointer.save(state, position, force=step == total_steps)
+                checkpointer.save(state, feed.position, force=step == total_steps)
                 if step < total_steps and watcher.should_stop():
-                    checkpointer.save(state, position, force=True)
+                    checkpointer.save(state, feed.position, force=True)
                     checkpointer.wait()
-                    logging.warning("Stopped at step %d after %s; checkpoint saved.", step, watcher.signal_name
-                                    or "a stop request")
+                    logging.warning("Stopped at step %d after %s; checkpoint saved.", step,
+                                    watcher.signal_name or "a stop request")
                     result.preempted = True
                     break
                 timer.exclude(time.perf_counter() - outside)

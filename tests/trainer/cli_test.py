@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import numpy as np
-import pytest
 
 from class_jax.trainer import checkpoints
 from class_jax.trainer import param_sources

@@ -8,7 +8,7 @@ Batches use seqio's EncDecFeatureConverter features. Also provides deterministic
 
 import dataclasses
 import functools
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import flax.linen as nn
 import jax
