@@ -19,6 +19,7 @@ from class_jax.data import demo_wiki
 from class_jax.data import mining_io
 from class_jax.data import mining_pipeline
 from class_jax.data import mining_stages
+from class_jax.data import rewrite
 from class_jax.errors import UserError
 
 IN_MEMORY = ("--direct_num_workers=1", "--direct_running_mode=in_memory")
@@ -263,6 +264,52 @@ def test_missing_language_or_entity_table_is_one_user_error(tmp_path):
         mining_pipeline.run_mining(_config(bare, tmp_path / "out", langs=("ja",)))
     with pytest.raises(UserError, match="needs the clr_pt stage"):
         mining_pipeline.run_mining(_config(corpus, tmp_path / "fresh", langs=("ja",), stages=("teacher",)))
+
+
+class _CountingRewriter(rewrite.Rewriter):
+    """Rewrites every cloze into one fixed Japanese question and counts the clozes it was asked about."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def config(self) -> dict:
+        return {"kind": "counting"}
+
+    def rewrite(self, requests, on_result=None):
+        results = []
+        for index, _ in enumerate(requests):
+            self.calls += 1
+            result = rewrite.RewriteResult("東京都はどこの国の首都ですか？")
+            if on_result is not None:
+                on_result(index, result)
+            results.append(result)
+        return results
+
+
+def test_rewriting_killed_midway_resumes_from_the_cache(tmp_path):
+    corpus = _tiny_corpus(tmp_path / "corpus")
+    config = _config(corpus, tmp_path / "out", langs=("ja",), stages=("mlqa_pt",))
+    first = _CountingRewriter()
+    manifest = mining_pipeline.run_mining(config, rewriter_factory=lambda: first)
+    [question] = mining_io.read_dataset(str(tmp_path / "out"), "mlqa_pt", "ja")
+    assert question["question"] == "東京都はどこの国の首都ですか？" and question["answer"] == "日本"
+    assert first.calls == 1 and manifest["stages"]["mlqa_pt_questions"]["counts"]["ja"]["kept"] == 1
+    outputs = _tree_digests(tmp_path / "out", {"mlqa_pt"})
+    # A kill during rewriting leaves the step unfinished: no marker, partial outputs. The rerun redoes the step
+    # from the cache, without asking the rewriter again, and writes the same files.
+    (tmp_path / "out" / "stages" / "mlqa_pt_questions.json").unlink()
+    second = _CountingRewriter()
+    manifest = mining_pipeline.run_mining(config, rewriter_factory=lambda: second)
+    assert second.calls == 0 and manifest["stages"]["mlqa_pt_questions"]["counts"]["ja"]["from_cache"] == 1
+    assert _tree_digests(tmp_path / "out", {"mlqa_pt"}) == outputs
+
+
+def test_rewriter_flags_are_checked_before_any_stage_runs(tmp_path, capsys):
+    corpus = _tiny_corpus(tmp_path / "corpus")
+    code = cli.main(["mine", "--corpus", str(corpus), "--out", str(tmp_path / "out"), "--langs", "ja",
+                     "--rewriter", "http", "--rewriter-model", "qwen"])
+    assert code == 2 and "--rewriter http needs --rewriter-url" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "stages").exists()
 
 
 def test_cli_prints_bad_input_as_one_line(tmp_path, capsys):
