@@ -4,7 +4,6 @@ import jax
 import numpy as np
 import pytest
 
-from class_jax.models.class_model import CLASSModel
 from class_jax.retrieval import search
 from class_jax.retrieval.index_reader import IdTable
 from class_jax.trainer.partitioning import Partitioner
@@ -128,4 +127,3 @@ def test_token_mode_device_search_equals_model_scores():
     np.testing.assert_allclose(scores, np.take_along_axis(expected, order, -1), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="pooled vectors only"):
         search.FaissSearcher(_reader(rows), 37, 4)
-    assert isinstance(model, CLASSModel)
