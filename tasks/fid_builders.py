@@ -6,7 +6,8 @@
 
 A retriever is anything with `top_k(queries, k) -> [(passage_ids, scores), ...]` best first (the stage-1 teacher
 interface, class_jax.data.teacher.Teacher; BM25Teacher is one). Passages are looked up by id in a mapping (e.g.
-`load_passages` over an ingested corpus).
+`load_passages` over an ingested corpus). `write_clr_pt_fid_files` / `write_mlqa_pt_fid_files` turn the output
+of `class-jax mine` (class_jax/data/mining_io.py) into the per-language FiD directories the stage gin files name.
 """
 
 import itertools
@@ -14,9 +15,11 @@ import os
 from typing import Iterable, Iterator, Mapping, Optional, Protocol, Sequence
 
 from class_jax.data import corpus_io
+from class_jax.data import mining_io
 from class_jax.data.types import Passage
 from class_jax.errors import UserError
 from class_jax.evaluation.records import GoldQuestion
+from class_jax.tasks import fid_files
 from class_jax.tasks.fid_files import FiDExample, FiDPassage
 
 
@@ -151,3 +154,58 @@ def fid_examples_from_mlqa_pt(records: Iterable[Mapping], retriever: Retriever, 
             yield FiDExample(id=qid, lang=lang, question=question, answers=(answer,), target=answer,
                              source_passage_id=source if source_field else None,
                              passages=_attach([i for i, _ in kept], [s for _, s in kept], passages, where))
+
+
+def _mined_records(mined_root: str, dataset: str, lang: str) -> Iterator[dict]:
+    """The records `class-jax mine` wrote for one dataset and language.
+
+    Raises:
+      UserError: the language has no shard of that dataset.
+    """
+    if not mining_io.jsonl_shards(mined_root, dataset, lang):
+        raise UserError(f"{mining_io.join(mined_root, dataset, lang)}: no mined {dataset} records for {lang!r} "
+                        f"(run `class-jax mine --langs {lang}` with the stage that writes them)")
+    return mining_io.read_dataset(mined_root, dataset, lang)
+
+
+def write_clr_pt_fid_files(mined_root: str, passages: Mapping[str, Passage], out_template: str,
+                           languages: Sequence[str], *, num_passages: int, num_shards: int = 1,
+                           answer_field: str = "answer", overwrite: bool = False) -> dict[str, dict]:
+    """Stage-1 FiD directories ("{lang}" in `out_template`) from `class-jax mine`'s clr_pt_teacher records.
+
+    Returns:
+      lang -> the written manifest.
+
+    Raises:
+      UserError: a language without mined records, or a bad record (see `fid_examples_from_clr_pt`).
+    """
+    manifests = {}
+    for lang in languages:
+        examples = fid_examples_from_clr_pt(_mined_records(mined_root, "clr_pt_teacher", lang), passages,
+                                            answer_field=answer_field)
+        manifests[lang] = fid_files.write_fid_examples(
+            examples, out_template.format(lang=lang), num_shards, num_passages=num_passages, overwrite=overwrite,
+            metadata={"source": mining_io.join(mined_root, "clr_pt_teacher", lang), "answer_field": answer_field})
+    return manifests
+
+
+def write_mlqa_pt_fid_files(mined_root: str, retriever: Retriever, passages: Mapping[str, Passage],
+                            out_template: str, languages: Sequence[str], *, num_passages: int, num_shards: int = 1,
+                            overwrite: bool = False) -> dict[str, dict]:
+    """Stage-2 FiD directories ("{lang}" in `out_template`) from `class-jax mine`'s mlqa_pt records, with the
+    retriever's passages (the initial retrieval; refresh rounds write their own).
+
+    Returns:
+      lang -> the written manifest.
+
+    Raises:
+      UserError: a language without mined records, or a bad record (see `fid_examples_from_mlqa_pt`).
+    """
+    manifests = {}
+    for lang in languages:
+        examples = fid_examples_from_mlqa_pt(_mined_records(mined_root, "mlqa_pt", lang), retriever, passages,
+                                             num_passages)
+        manifests[lang] = fid_files.write_fid_examples(
+            examples, out_template.format(lang=lang), num_shards, num_passages=num_passages, overwrite=overwrite,
+            metadata={"source": mining_io.join(mined_root, "mlqa_pt", lang)})
+    return manifests
