@@ -9,6 +9,7 @@ say where its candidates went.
 import collections
 import dataclasses
 import hashlib
+import math
 import re
 import unicodedata
 from typing import Iterable, Iterator, Sequence
@@ -51,8 +52,10 @@ class AnchorClozeConfig:
 
     Attributes:
       mask_token: replaces the anchor in the cloze; the released CLASS data uses "_X_".
-      min_sentence_words: shortest context, in words.
-      max_sentence_words: longest context, in words; mT5 queries are cut at 50 tokens, about 35-40 words.
+      min_sentence_words: shortest context, in English words (other spaced languages scale it by
+        `language_scripts.UNITS_PER_ENGLISH_WORD`).
+      max_sentence_words: longest context, in English words (scaled likewise); mT5 queries are cut at 50
+        tokens, about 35-40 words.
       min_sentence_chars_unspaced: shortest context in characters for unspaced languages.
       max_sentence_chars_unspaced: longest context in characters for unspaced languages.
       max_answer_words: longest answer, in words.
@@ -246,7 +249,11 @@ class AnchorClozeExtractor:
         if lang in language_scripts.UNSPACED_LANGS:
             return (config.min_sentence_chars_unspaced, config.max_sentence_chars_unspaced,
                     config.max_answer_chars_unspaced)
-        return config.min_sentence_words, config.max_sentence_words, config.max_answer_words
+        # Word bounds are English words; other spaced languages scale them by their words per English word
+        # (a five-word English sentence is about four Korean words), rounded towards accepting.
+        per_word = 1.0 if lang == "en" else language_scripts.UNITS_PER_ENGLISH_WORD.get(lang, 1.0)
+        return (math.floor(config.min_sentence_words * per_word), math.ceil(config.max_sentence_words * per_word),
+                config.max_answer_words)
 
     def _drop_reason(self, article: Article, link: Link, sentence: str, cloze: str) -> str | None:
         """The reason to drop one anchor of one sentence, or None to keep it."""
