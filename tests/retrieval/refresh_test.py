@@ -1,0 +1,189 @@
+"""The asynchronous passage update inside training: rounds, the data switch, exclusion, resumption, pruning."""
+
+import json
+import pathlib
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from class_jax.errors import UserError
+from class_jax.models.class_model import CLASSModel
+from class_jax.retrieval import refresh, refresh_queries, refresh_rounds, text_inputs
+from class_jax.tasks import fid_files, fid_tasks
+from class_jax.trainer import checkpoints, data, hooks, optimizers, partitioning, train
+import retrieval_fixtures as fx
+
+REFRESH_CORPUS = {"en": [9, 8], "ja": [7]}
+NUM_QUERIES = 12
+BATCH = 8
+EVERY = 2
+TOTAL_STEPS = 6
+K = 3
+LENGTHS = {"query_tokens": 16, "passage_tokens": (K, 24), "targets": 6}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """Shares compiled programs between the several training runs of this module (they differ only in data)."""
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    previous = {name: getattr(jax.config, name) for name in names}
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("refresh_xla_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    yield
+    for name, value in previous.items():
+        jax.config.update(name, value)
+
+
+def _query_records(passages: list[dict]) -> list[fid_files.FiDExample]:
+    """MLQA-PT-like queries: each asks with the first words of its source passage (so retrieval finds it)."""
+    queries = []
+    for number, passage in enumerate(passages[:NUM_QUERIES]):
+        words = passage["text"].split()
+        answer = passage["title"].split()[1]
+        queries.append(fid_files.FiDExample(
+            id=f"q{number}", lang=passage["lang"], question=" ".join(words[:6]), answers=(answer,), target=answer,
+            source_passage_id=passage["id"],
+            passages=tuple(fid_files.FiDPassage(id=p["id"], title=p["title"], text=p["text"])
+                           for p in passages[NUM_QUERIES:NUM_QUERIES + K])))
+    return queries
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A corpus, the stage's initial FiD files (the queries) and the initial SeqIO task over them."""
+    root = tmp_path_factory.mktemp("refresh_setup")
+    written = fx.write_corpus(root / "corpus", REFRESH_CORPUS, seed=5)
+    passages = [p for lang in REFRESH_CORPUS for p in written[lang]]
+    # Queries from both languages, so the stream mixes them.
+    queries = _query_records(passages[::2])
+    fid_files.write_fid_examples(queries, str(root / "initial"), 2, num_passages=K)
+    fid_tasks.register_fid_task("refresh_test_initial", str(root / "initial"), "anchor_qa", vocab_path=fx.VOCAB_PATH)
+    return {"root": root, "corpus": root / "corpus", "initial": root / "initial", "passages": passages,
+            "queries": queries}
+
+
+class RecordingRefresh:
+    """The refresh hook, remembering the parameters it refreshed with and the calls it got."""
+
+    def __init__(self, function: refresh.PassageRefresh):
+        self.function = function
+        self.params: dict[int, dict] = {}
+        self.calls: list[tuple[int, bool]] = []
+
+    def __call__(self, ctx: hooks.HookContext):
+        self.calls.append((ctx.step, ctx.resuming))
+        if not ctx.resuming:
+            self.params[ctx.step] = jax.device_get(ctx.params)
+        return self.function(ctx)
+
+
+def _refresh_function(setup, **overrides) -> refresh.PassageRefresh:
+    options = dict(corpus_dir=str(setup["corpus"]), query_fid_dirs=str(setup["initial"]), batch_size=BATCH,
+                   task_feature_lengths=LENGTHS, every_steps=EVERY, kind="anchor_qa", vocab_path=fx.VOCAB_PATH,
+                   seed=7, encode_batch_size=8, index_dtype="float32", shard_size=10, num_shards=3, keep_rounds=2,
+                   tensorboard=False, progress=False)
+    options.update(overrides)
+    return refresh.PassageRefresh(**options)
+
+
+def _train(setup, model_dir: pathlib.Path, total_steps: int, **refresh_overrides):
+    recorder = RecordingRefresh(_refresh_function(setup, **refresh_overrides))
+    result = train.train(
+        model=CLASSModel(fx.TINY, max_decode_length=LENGTHS["targets"]),
+        train_dataset_cfg=data.DatasetConfig("refresh_test_initial", LENGTHS, "train", batch_size=BATCH, seed=0,
+                                             module="class_jax.tasks"),
+        partitioner=partitioning.Partitioner(), model_dir=str(model_dir), total_steps=total_steps,
+        optimizer=optimizers.adamw(optimizers.learning_rate_schedule(1e-2, 100, warmup_steps=1)),
+        checkpoint_cfg=checkpoints.CheckpointConfig(save_every_steps=2, keep=10, async_save=False),
+        log_period=1, tensorboard=False, peak_flops_per_device=1e9,
+        hooks=[hooks.PeriodicHook(recorder, every_steps=EVERY, run_at_start=True, name="passage_refresh")])
+    return result, recorder
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(setup, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("refresh_run") / "run"
+    result, recorder = _train(setup, model_dir, TOTAL_STEPS)
+    return model_dir, result, recorder
+
+
+def _round(model_dir: pathlib.Path, step: int) -> tuple[dict, list[fid_files.FiDExample]]:
+    directory = refresh_rounds.round_dir(model_dir, step)
+    return fid_files.read_manifest(str(directory)), list(fid_files.read_fid_examples(str(directory)))
+
+
+def _brute_force(params, queries: list[fid_files.FiDExample], passages: list[dict], k: int):
+    """Top-k passage ids and scores per query by the model's own encoders, source passage dropped."""
+    model = CLASSModel(fx.TINY)
+    vocabulary = fx.vocabulary()
+    encode = jax.jit(model.encode_for_retrieval, static_argnums=2)
+    passage_tokens = text_inputs.passage_batch(vocabulary, [p["title"] for p in passages],
+                                               [p["text"] for p in passages], LENGTHS["passage_tokens"][1])
+    query_tokens = text_inputs.query_batch(vocabulary, [q.question for q in queries], LENGTHS["query_tokens"])
+    p_vectors = np.asarray(encode(params, passage_tokens, False)["vectors"], np.float64)
+    q_vectors = np.asarray(encode(params, query_tokens, True)["vectors"], np.float64)
+    results = []
+    for query, scores in zip(queries, q_vectors @ p_vectors.T):
+        order = np.lexsort((np.arange(len(passages)), -scores))
+        kept = [row for row in order if passages[row]["id"] != query.source_passage_id][:k]
+        results.append(([passages[row]["id"] for row in kept], scores[kept]))
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ unit tests
+def test_query_stream_epochs_are_seeded_permutations(setup):
+    stream = refresh_queries.QueryStream(setup["queries"], seed=7)
+    first, second = stream.epoch_order(0), stream.epoch_order(1)
+    assert sorted(first) == sorted(second) == list(range(NUM_QUERIES))
+    assert list(first) != list(second)  # each epoch reshuffles
+    again = refresh_queries.QueryStream(setup["queries"], seed=7)
+    np.testing.assert_array_equal(again.epoch_order(1), second)
+    assert list(refresh_queries.QueryStream(setup["queries"], seed=8).epoch_order(0)) != list(first)
+    block = stream.block(start_step=1, num_steps=2, batch_size=BATCH)  # stream positions 8..23: epochs 0 and 1
+    expected = [setup["queries"][i] for i in list(first[8:]) + list(second[:BATCH * 2 - (NUM_QUERIES - 8)])]
+    assert [q.id for q in block.queries] == [q.id for q in expected]
+    assert all(q.passages == () for q in block.queries)
+
+
+def test_rounds_to_keep_protects_what_checkpoints_resume_into():
+    steps = [0, 2, 4, 6, 8]
+    assert refresh_rounds.rounds_to_keep(steps, 2, []) == {6, 8}
+    # A checkpoint at step 5 resumes into the round of step 4; one at step 1 into the round of step 0.
+    assert refresh_rounds.rounds_to_keep(steps, 1, [1, 5, 8]) == {0, 4, 8}
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+def test_refresh_runs_inside_training_with_the_current_parameters(setup, uninterrupted):
+    model_dir, result, recorder = uninterrupted
+    assert result.step == TOTAL_STEPS
+    assert recorder.calls == [(0, False), (2, False), (4, False)]
+    stream = refresh_queries.QueryStream(setup["queries"], seed=7)
+    fingerprints = set()
+    for step in (0, 2, 4):
+        manifest, examples = _round(model_dir, step)
+        metadata = manifest["metadata"]
+        assert metadata["step"] == step and metadata["num_steps"] == EVERY and metadata["batch_size"] == BATCH
+        fingerprints.add(metadata["retriever_fingerprint"])
+        assert not (refresh_rounds.round_dir(model_dir, step) / "index").exists()
+        # The round holds exactly the queries steps [step, step + EVERY) consume, in order.
+        block = stream.block(step, EVERY, BATCH)
+        assert [e.id for e in examples] == [q.id for q in block.queries]
+        expected = _brute_force(recorder.params[step], list(block.queries), setup["passages"], K)
+        for example, (ids, scores) in zip(examples, expected):
+            assert example.source_passage_id not in [p.id for p in example.passages]
+            assert len(example.passages) == K
+            np.testing.assert_allclose([p.score for p in example.passages], scores, rtol=1e-4, atol=1e-5)
+            assert [p.id for p in example.passages] == ids
+    # Every round was made with other parameters (training changed them between refreshes).
+    assert len(fingerprints) == 3
+    records = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    refresh_records = {r["step"]: r for r in records if "refresh/seconds" in r}
+    assert sorted(refresh_records) == [0, 2, 4]
+    assert all(r["refresh/seconds"] > 0 and r["refresh/reused"] == 0 for r in refresh_records.values())
+    # Queries are asked with their source passage's words: the exclusion had something to exclude.
+    assert sum(r["refresh/source_passages_dropped"] for r in refresh_records.values()) > 0
+    assert {r["step"] for r in records if "loss" in r} == set(range(1, TOTAL_STEPS + 1))
