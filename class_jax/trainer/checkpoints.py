@@ -28,6 +28,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
+from class_jax.trainer import partitioning
 from class_jax.trainer.data import DataPosition
 from class_jax.trainer.train_state import StateLayout, TrainState
 
@@ -97,16 +98,22 @@ class TrainCheckpointer:
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
 
-    def save(self, state: TrainState, data_position: DataPosition, force: bool = False) -> bool:
+    def save(self, step: int, state: TrainState, data_position: DataPosition, force: bool = False) -> bool:
         """Saves the state if the policy says so (or `force`); asynchronous unless configured otherwise.
 
-        Must be called by every process.
+        Must be called by every process, every step: the policy decision is made here, on the host's step count
+        (`state.step` is not read, which would wait for the step to finish and stall the dispatch pipeline).
+
+        Args:
+          step: the state's step.
+          state: the train state.
+          data_position: where the training data stands.
+          force: save even off the save period.
 
         Returns:
           Whether a save was started.
         """
-        step = int(jax.device_get(state.step))
-        if step in self.manager.all_steps():
+        if not (force or self.manager.should_save(step)) or step in self.manager.all_steps():
             return False
         meta = {"step": step, "data": data_position.to_json()}
         return self.manager.save(step, force=force, args=ocp.args.Composite(**{
@@ -133,7 +140,7 @@ class TrainCheckpointer:
         meta = restored[META_ITEM]
         if int(meta["step"]) != step:
             raise ValueError(f"checkpoint {self.directory / str(step)} records step {meta['step']}")
-        step_array = jax.device_put(np.asarray(step, np.int32), layout.shardings.step)
+        step_array = partitioning.global_array_from_host(np.asarray(step, np.int32), layout.shardings.step)
         state = TrainState(step=step_array, params=restored[PARAMS_ITEM], opt_state=restored[OPT_STATE_ITEM])
         return RestoredState(state=state, data_position=DataPosition.from_json(meta["data"]), step=step)
 

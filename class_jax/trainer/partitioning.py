@@ -224,6 +224,16 @@ class Partitioner:
         return out
 
 
+def global_array_from_host(value: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+    """A global array from a host value that every process holds in full (e.g. a step counter, a PRNG key).
+
+    Unlike `jax.device_put`, this works for shardings spanning other processes' devices: each process places only
+    the pieces its own devices hold.
+    """
+    value = np.asarray(value)
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
 def param_logical_specs(boxed_params: PyTree) -> PyTree:
     """The logical PartitionSpec of every parameter of a boxed (nn.LogicallyPartitioned) tree."""
     return nn.get_partition_spec(boxed_params)

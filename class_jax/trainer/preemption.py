@@ -1,8 +1,9 @@
 """Preemption: SIGTERM / SIGINT ask the loop to checkpoint at the current step and return.
 
 The handler only sets a flag; the loop polls it between steps, so the save happens at a step boundary with a
-consistent state. With several processes the flag is OR-reduced across them at every poll (a signal may reach the
-hosts at different steps; all must stop at the same one to save together). A second SIGINT restores Python's
+consistent state. With several processes the flag is OR-reduced across them (a signal may reach the hosts at
+different steps; all must stop at the same one to save together). That reduction is a small collective that waits
+for the step to finish, so it runs only every `check_period` steps, the same steps on every host. A second SIGINT restores Python's
 default behaviour (KeyboardInterrupt), so an impatient user can still abort.
 """
 
@@ -22,7 +23,13 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class PreemptionWatcher:
     """Installs the signal handlers for the duration of a `with` block."""
 
-    def __init__(self):
+    def __init__(self, check_period: int = 10):
+        """Prepares the watcher.
+
+        Args:
+          check_period: with several processes, poll (collectively) only at steps that are multiples of this.
+        """
+        self.check_period = max(1, check_period)
         self._requested = threading.Event()
         self._previous: dict[int, object] = {}
         self.signal_name: Optional[str] = None
@@ -50,10 +57,16 @@ class PreemptionWatcher:
         """Asks for a stop as a signal would (tests, hooks)."""
         self._requested.set()
 
-    def should_stop(self) -> bool:
-        """Whether any process was asked to stop; collective when there are several processes."""
+    def should_stop(self, step: int) -> bool:
+        """Whether to stop after `step`: asked to on this process, or (several processes) on any of them.
+
+        With several processes every one must call this at every step; the check is collective at multiples of
+        `check_period` and False in between.
+        """
         local = self._requested.is_set()
         if jax.process_count() == 1:
             return local
+        if step % self.check_period:
+            return False
         flags = multihost_utils.process_allgather(np.asarray([local], dtype=np.int32))
         return bool(np.any(flags))

@@ -29,6 +29,7 @@ from class_jax.trainer import data as data_lib
 from class_jax.trainer import gin_utils
 from class_jax.trainer import hooks as hooks_lib
 from class_jax.trainer import metrics as metrics_lib
+from class_jax.trainer import partitioning
 from class_jax.trainer import param_sources
 from class_jax.trainer import train_state as train_state_lib
 from class_jax.trainer import train_step as train_step_lib
@@ -61,7 +62,7 @@ class TrainResult:
 def _make_rng(seed: int, purpose: int, partitioner: Partitioner) -> jax.Array:
     """A raw uint32 PRNG key derived from the seed, replicated over the mesh (identical on every process)."""
     key = np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(seed), purpose)))
-    return jax.make_array_from_callback(key.shape, partitioner.replicated, lambda index: key[index])
+    return partitioning.global_array_from_host(key, partitioner.replicated)
 
 
 def _restore_or_initialize(model: BaseModel, optimizer: Optimizer, partitioner: Partitioner,
@@ -106,7 +107,8 @@ def train(*,
           microbatch_weighting: str = "num_tokens",
           hooks: Sequence[hooks_lib.PeriodicHook] = (),
           peak_flops_per_device: Optional[float] = None,
-          tensorboard: bool = True) -> TrainResult:
+          tensorboard: bool = True,
+          stop_check_period: int = 10) -> TrainResult:
     """Trains `model` to `total_steps`, resuming from `model_dir` when it holds checkpoints.
 
     Args:
@@ -129,6 +131,8 @@ def train(*,
       hooks: periodic hooks (retrieval refresh, ...).
       peak_flops_per_device: for MFU; None looks it up or measures it (see metrics).
       tensorboard: also write TensorBoard events.
+      stop_check_period: with several processes, steps between the (collective) checks for SIGTERM / SIGINT;
+        a single process checks after every step.
 
     Returns:
       How the run ended.
@@ -188,7 +192,7 @@ def train(*,
             logging.warning("The hooks re-established data that started at step %d; the checkpoint recorded %d.",
                             feed.position.source_start_step, position.source_start_step)
     try:
-        with PreemptionWatcher() as watcher:
+        with PreemptionWatcher(stop_check_period) as watcher:
             while step < total_steps:
                 if hook_list and step > start_step:
                     outside = time.perf_counter()
@@ -213,9 +217,9 @@ def train(*,
                 outside = time.perf_counter()
                 if evaluators and (eval_period and step % eval_period == 0 or step == total_steps):
                     result.eval_results = _run_evaluators(evaluators, state.params, step, writer)
-                checkpointer.save(state, feed.position, force=step == total_steps)
-                if step < total_steps and watcher.should_stop():
-                    checkpointer.save(state, feed.position, force=True)
+                checkpointer.save(step, state, feed.position, force=step == total_steps)
+                if step < total_steps and watcher.should_stop(step):
+                    checkpointer.save(step, state, feed.position, force=True)
                     checkpointer.wait()
                     logging.warning("Stopped at step %d after %s; checkpoint saved.", step,
                                     watcher.signal_name or "a stop request")

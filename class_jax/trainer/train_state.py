@@ -12,6 +12,7 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from class_jax.models.base import BaseModel
@@ -139,7 +140,7 @@ def reinit_opt_state(transform: optax.GradientTransformation, partitioner: parti
     """A train state around given (already placed) params with a fresh optimizer state."""
     with partitioner.activate():
         opt_state = jax.jit(transform.init, out_shardings=layout.shardings.opt_state)(params)
-    step_array = jax.device_put(jnp.asarray(step, jnp.int32), layout.shardings.step)
+    step_array = partitioning.global_array_from_host(np.asarray(step, np.int32), layout.shardings.step)
     return TrainState(step=step_array, params=params, opt_state=opt_state)
 
 

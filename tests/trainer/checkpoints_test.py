@@ -87,7 +87,7 @@ def test_half_written_steps_are_never_picked(trained_run, tmp_path, partitioner,
     layout = _layout(partitioner)
     with caplog.at_level(logging.WARNING):
         restored = checkpointer.restore_latest(layout)
-    checkpointer.save(restored.state, restored.data_position, force=True)  # saving first awaits the clean-up
+    checkpointer.save(restored.step, restored.state, restored.data_position, force=True)  # saving first awaits the clean-up
     checkpointer.close()
     assert not tmp_dir.exists()
     assert restored.step == 4
@@ -121,7 +121,7 @@ def _write_renamed_source(trained_run: pathlib.Path, target: pathlib.Path) -> di
     renamed["unused_extra"] = np.ones((3,), np.float32)
     checkpointer = checkpoints.TrainCheckpointer(target, checkpoints.CheckpointConfig(async_save=False))
     state = TrainState(step=np.asarray(4, np.int32), params=renamed, opt_state={"count": np.zeros((), np.int32)})
-    checkpointer.save(state, data.DataPosition(), force=True)
+    checkpointer.save(4, state, data.DataPosition(), force=True)
     checkpointer.close()
     return renamed
 
