@@ -95,20 +95,34 @@ def register_feature_converter(model_cls: type, converter_cls: Callable[..., Any
     _FEATURE_CONVERTERS[model_cls] = converter_cls
 
 
+# Model class -> SeqIO feature converter class, for models that do not name one themselves (so model code need not
+# import SeqIO / TensorFlow); filled by the task packages, e.g. class_jax.tasks for CLASSModel.
+_FEATURE_CONVERTERS: dict[type, type] = {}
+
+
+def register_feature_converter(model_cls: type, converter_cls: type) -> None:
+    """Names the SeqIO feature converter that turns task features into `model_cls`'s batch features.
+
+    Args:
+      model_cls: a BaseModel subclass (subclasses inherit the registration).
+      converter_cls: a seqio.FeatureConverter subclass, constructed with `pack=...`.
+    """
+    _FEATURE_CONVERTERS[model_cls] = converter_cls
+
+
 def feature_converter_for(model: BaseModel, pack: bool = False) -> Any:
-    """The SeqIO feature converter the model asks for: its `FEATURE_CONVERTER_CLS` (as in T5X), else the one
-    registered for its class.
+    """The model's SeqIO feature converter: its `FEATURE_CONVERTER_CLS` (as in T5X), else the registered one.
 
     Raises:
-      ValueError: if there is none.
+      ValueError: if the model has neither.
     """
     converter_cls = getattr(model, "FEATURE_CONVERTER_CLS", None)
     if converter_cls is None:
         converter_cls = next((_FEATURE_CONVERTERS[cls] for cls in type(model).__mro__ if cls in _FEATURE_CONVERTERS),
                              None)
     if converter_cls is None:
-        raise ValueError(f"{type(model).__name__} has no FEATURE_CONVERTER_CLS and no registered feature converter "
-                         f"(data.register_feature_converter); SeqIO datasets need one")
+        raise ValueError(f"{type(model).__name__} has no FEATURE_CONVERTER_CLS and none is registered "
+                         f"(class_jax.trainer.data.register_feature_converter); SeqIO datasets need one")
     return converter_cls(pack=pack)
 
 

@@ -7,10 +7,12 @@ loop holds one per eval dataset, and `evaluate(...)` is the gin-configured job b
 `register_in_memory_task` registers a SeqIO task over a Python list of examples, for tests and quick checks.
 """
 
+import importlib
 import logging
 import pathlib
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+import jax
 import numpy as np
 import seqio
 import tensorflow as tf
@@ -41,8 +43,8 @@ class InferenceEvaluator:
           log_dir: where seqio's JSONLogger writes inferences and metrics (process 0); None: no files.
         """
         if dataset_cfg.module:
-            __import__(dataset_cfg.module)
-        loggers = (seqio.JSONLogger,) if log_dir is not None and _is_lead_process() else ()
+            importlib.import_module(dataset_cfg.module)
+        loggers = (seqio.JSONLogger,) if log_dir is not None and jax.process_index() == 0 else ()
         if loggers:
             pathlib.Path(log_dir).mkdir(parents=True, exist_ok=True)
         self.name = dataset_cfg.mixture_or_task_name
@@ -87,14 +89,10 @@ class InferenceEvaluator:
             indices, examples = split_indices(ds)
             return [(i, float(score)) for i, score in zip(indices, self.predictor.score(params, examples))]
 
-        future, _ = self.evaluator.evaluate(compute_metrics=_is_lead_process(), step=step,
+        # Every process decodes (the batches are global); process 0 alone computes and logs the metrics.
+        future, _ = self.evaluator.evaluate(compute_metrics=jax.process_index() == 0, step=step,
                                             predict_fn=predict_fn, score_fn=score_fn)
         return future.result() or {}
-
-
-def _is_lead_process() -> bool:
-    import jax  # pylint: disable=import-outside-toplevel
-    return jax.process_index() == 0
 
 
 def evaluate(*,

@@ -9,6 +9,7 @@ One file per task, `<output_dir>/<task>-<split>.jsonl`, one line per example in 
 file can be scored on its own. Every process decodes; process 0 writes.
 """
 
+import importlib
 import json
 import logging
 import pathlib
@@ -65,7 +66,7 @@ def infer(*,
       The files written (on process 0; the same list elsewhere, unwritten).
     """
     if dataset_cfg.module:
-        __import__(dataset_cfg.module)
+        importlib.import_module(dataset_cfg.module)
     converter = data_lib.feature_converter_for(model, pack=False)
     lengths = dict(dataset_cfg.task_feature_lengths)
     tasks = seqio.get_subtasks(seqio.get_mixture_or_task(dataset_cfg.mixture_or_task_name))

@@ -62,3 +62,25 @@ def test_peak_flops_prefers_gin_then_datasheet_then_measurement():
     assert metrics.known_peak_flops("cpu") is None
     measured, source = metrics.peak_flops_per_device(None)  # the test devices are CPUs
     assert source == "measured" and measured > 1e6
+
+
+def test_feature_converters_come_from_the_model_or_the_registry():
+    from class_jax.trainer import data  # pylint: disable=import-outside-toplevel
+    import trainer_test_model as tm  # pylint: disable=import-outside-toplevel
+
+    class Converter:
+        def __init__(self, pack):
+            self.pack = pack
+
+    class Plain(tm.TinyEncDecModel):
+        FEATURE_CONVERTER_CLS = None
+
+    class Derived(Plain):
+        pass
+
+    with pytest.raises(ValueError, match="register_feature_converter"):
+        data.feature_converter_for(Plain())
+    data.register_feature_converter(Plain, Converter)
+    converter = data.feature_converter_for(Derived(), pack=True)
+    assert isinstance(converter, Converter) and converter.pack
+    assert type(data.feature_converter_for(tm.TinyEncDecModel())).__name__ == "EncDecFeatureConverter"
