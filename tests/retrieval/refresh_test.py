@@ -187,3 +187,98 @@ def test_refresh_runs_inside_training_with_the_current_parameters(setup, uninter
     # Queries are asked with their source passage's words: the exclusion had something to exclude.
     assert sum(r["refresh/source_passages_dropped"] for r in refresh_records.values()) > 0
     assert {r["step"] for r in records if "loss" in r} == set(range(1, TOTAL_STEPS + 1))
+
+
+def test_round_source_feeds_each_host_its_rows_of_the_block_in_order(setup, uninterrupted):
+    model_dir, _, _ = uninterrupted
+    _, examples = _round(model_dir, 2)
+    source = refresh_rounds.RoundDataSource(
+        refresh_rounds.round_dir(model_dir, 2), name="refresh_test_round", kind="anchor_qa", global_batch_size=BATCH,
+        task_feature_lengths=LENGTHS, feature_converter=data.feature_converter_for(CLASSModel(fx.TINY)),
+        vocab_path=fx.VOCAB_PATH)
+    vocabulary = fx.vocabulary()
+    second_host = partitioning.HostBatchShard(index=1, num_shards=2, local_batch_size=BATCH // 2,
+                                              global_batch_size=BATCH)
+    batches = list(source.make_iterator(second_host, skip_batches=1))
+    assert len(batches) == 1  # the round covers EVERY steps; skipping one leaves the last
+    expected = examples[BATCH + BATCH // 2:2 * BATCH]
+    np.testing.assert_array_equal(
+        batches[0]["query_tokens"],
+        text_inputs.query_batch(vocabulary, [e.question for e in expected], LENGTHS["query_tokens"]))
+    for row, example in enumerate(expected):
+        passages = text_inputs.passage_batch(vocabulary, [p.title for p in example.passages],
+                                             [p.text for p in example.passages], LENGTHS["passage_tokens"][1])
+        np.testing.assert_array_equal(batches[0]["passage_tokens"][row], passages)
+
+
+def _params_close(a, b) -> None:
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6),
+                           a, b)
+
+
+def test_resume_between_refreshes_redoes_a_half_written_round(setup, uninterrupted, tmp_path):
+    reference_dir, reference, _ = uninterrupted
+    model_dir = tmp_path / "run"
+    first, _ = _train(setup, model_dir, 3)
+    assert first.step == 3
+    # A refresh at step 4 killed half-way: shards without a manifest and a started scratch index.
+    half = refresh_rounds.round_dir(model_dir, 4)
+    (half / "index").mkdir(parents=True)
+    (half / "index" / "index_spec.json").write_text("{}")
+    for shard in refresh_rounds.round_dir(reference_dir, 4).glob("fid-*"):
+        shutil.copy(shard, half / shard.name)
+
+    resumed, recorder = _train(setup, model_dir, TOTAL_STEPS)
+    # Step 3 is no refresh step: the hook re-establishes the round of step 2; at step 4 it refreshes.
+    assert recorder.calls == [(3, True), (4, False)]
+    _params_close(resumed.state.params, reference.state.params)
+    for step in (2, 4):
+        assert _round(model_dir, step)[1] == _round(reference_dir, step)[1]
+
+
+def test_restart_at_a_refresh_step_reuses_the_complete_round(setup, uninterrupted, tmp_path):
+    reference_dir, reference, _ = uninterrupted
+    model_dir = tmp_path / "run"
+    _train(setup, model_dir, 5)
+    # Killed after refreshing at step 4 and before the checkpoint of step 5 was written.
+    shutil.rmtree(model_dir / "checkpoints" / "5")
+    resumed, recorder = _train(setup, model_dir, TOTAL_STEPS)
+    assert recorder.calls == [(4, False)]
+    _params_close(resumed.state.params, reference.state.params)
+    records = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["refresh/reused"] for r in records if "refresh/reused" in r] == [0, 0, 0, 1]
+
+
+def _context(model_dir: pathlib.Path, step: int) -> hooks.HookContext:
+    return hooks.HookContext(step=step, params=None, model=CLASSModel(fx.TINY),
+                             partitioner=partitioning.Partitioner(), model_dir=model_dir, resuming=True)
+
+
+def test_resumption_refuses_missing_rounds_and_other_settings(setup, uninterrupted, tmp_path):
+    reference_dir, _, _ = uninterrupted
+    switch = _refresh_function(setup)(_context(reference_dir, 5))
+    assert switch.start_step == 4 and switch.source.fid_dir == refresh_rounds.round_dir(reference_dir, 4)
+    with pytest.raises(UserError, match="seed"):
+        _refresh_function(setup, seed=8)(_context(reference_dir, 5))
+
+    model_dir = tmp_path / "run"
+    shutil.copytree(reference_dir / "refresh", model_dir / "refresh")
+    shutil.rmtree(refresh_rounds.round_dir(model_dir, 4))
+    with pytest.raises(UserError, match="round of step 4 is missing"):
+        _refresh_function(setup)(_context(model_dir, 5))
+    shutil.rmtree(model_dir / "refresh")
+    with pytest.raises(UserError, match="no complete refresh round"):
+        _refresh_function(setup)(_context(model_dir, 1))
+    # Refreshing only from step EVERY on: before it, the stage's initial data is in force.
+    assert _refresh_function(setup, run_at_start=False)(_context(model_dir, 1)) is None
+
+
+def test_pruning_keeps_the_newest_rounds_and_those_checkpoints_resume_into(uninterrupted, tmp_path):
+    reference_dir, _, _ = uninterrupted
+    model_dir = tmp_path / "run"
+    shutil.copytree(reference_dir / "refresh", model_dir / "refresh")
+    (refresh_rounds.round_dir(model_dir, 1) / "index").mkdir(parents=True)  # a half-written old round
+    (model_dir / "checkpoints" / "3").mkdir(parents=True)
+    removed = refresh_rounds.prune_rounds(model_dir, keep_last=1, current_step=4)
+    assert removed == [0, 1]
+    assert refresh_rounds.round_steps(model_dir) == [2, 4]
