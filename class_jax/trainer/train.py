@@ -157,6 +157,11 @@ def train(*,
                                              initial_checkpoint, initial_checkpoint_name_mapping, model_dir_path,
                                              input_types)
     step = int(jax.device_get(state.step))
+    if step >= total_steps:
+        logging.info("The run in %s is already at step %d (total_steps %d); nothing to train.", model_dir_path, step,
+                     total_steps)
+        checkpointer.close()
+        return TrainResult(state=state, step=step, preempted=False, last_metrics={}, eval_results={})
 
     dropout_rng = _make_rng(random_seed, 1, partitioner)
     step_fn = train_step_lib.make_train_step(model, optimizer, num_microbatches, microbatch_weighting)

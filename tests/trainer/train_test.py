@@ -65,6 +65,11 @@ def test_hook_data_switch_is_reproduced_after_a_restart(tmp_path, partitioner):
     # Step 5 is not a hook step: the hook re-establishes its switch; at step 6 it runs normally.
     assert second_hook.calls == [(5, True), (6, False)]
     _params_equal(resumed.state.params, uninterrupted.state.params, atol=1e-6)
+    # Rerunning a finished run trains nothing and leaves its records alone.
+    records = trainer_testing.read_metrics(tmp_path / "restarted")
+    again = trainer_testing.train_tiny(tmp_path / "restarted", partitioner, total_steps=7)
+    assert again.step == 7 and trainer_testing.read_metrics(tmp_path / "restarted") == records
+    _params_equal(again.state.params, uninterrupted.state.params, atol=1e-6)
 
     # The switch really changed the data: without the hook, training agrees up to step 4 and then differs.
     plain = trainer_testing.train_tiny(tmp_path / "plain", partitioner, total_steps=5)
