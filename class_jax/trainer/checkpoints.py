@@ -96,6 +96,7 @@ class TrainCheckpointer:
         return sorted(self.manager.all_steps())
 
     def latest_step(self) -> Optional[int]:
+        """The newest finalised step, or None."""
         return self.manager.latest_step()
 
     def save(self, step: int, state: TrainState, data_position: DataPosition, force: bool = False) -> bool:
@@ -127,6 +128,7 @@ class TrainCheckpointer:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
+        """Waits for background saves, then releases the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
 

@@ -49,10 +49,12 @@ class DataPosition:
     batches_consumed: int = 0
 
     def to_json(self) -> dict[str, int]:
+        """The position as stored in a checkpoint's train_meta."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "DataPosition":
+        """Reads `to_json`'s output."""
         return cls(source_start_step=int(data["source_start_step"]), batches_consumed=int(data["batches_consumed"]))
 
 
@@ -154,6 +156,7 @@ class SeqioDataSource:
         return ds.skip(skip_batches).prefetch(2) if skip_batches else ds.prefetch(2)
 
     def make_iterator(self, shard: HostBatchShard, skip_batches: int) -> Iterator[Batch]:
+        """Numpy batches of `dataset(shard, skip_batches)`."""
         return self.dataset(shard, skip_batches).as_numpy_iterator()
 
 
@@ -169,6 +172,7 @@ class IteratorDataSource:
         self.global_batch_size = global_batch_size
 
     def make_iterator(self, shard: HostBatchShard, skip_batches: int) -> Iterator[Batch]:
+        """The function's iterator, after consuming `skip_batches` batches."""
         iterator = self.make_host_iterator(shard)
         return itertools.islice(iterator, skip_batches, None)
 

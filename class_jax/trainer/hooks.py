@@ -53,6 +53,7 @@ class DataSwitch:
 
 
 class HookFn(Protocol):
+    """A hook: called with the loop's context; may return a DataSwitch."""
 
     def __call__(self, ctx: HookContext) -> Optional[DataSwitch]:
         ...

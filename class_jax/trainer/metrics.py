@@ -84,6 +84,7 @@ class MetricsAccumulator:
         self._steps: list[Mapping[str, jax.Array]] = []
 
     def add(self, metrics: Mapping[str, jax.Array]) -> None:
+        """Keeps one step's metrics (device arrays; nothing is fetched here)."""
         self._steps.append(metrics)
 
     def __len__(self) -> int:
@@ -140,6 +141,7 @@ class MetricsWriter:
             self._tensorboard.flush()
 
     def close(self) -> None:
+        """Flushes and closes TensorBoard."""
         if self._tensorboard is not None:
             self._tensorboard.close()
 
@@ -171,6 +173,7 @@ class PeriodTimer:
         self._excluded = 0.0
 
     def exclude(self, seconds: float) -> None:
+        """Subtracts time spent outside training steps from the current period."""
         self._excluded += seconds
 
     def lap(self) -> float:

@@ -48,10 +48,12 @@ class InitialCheckpointReport:
     config_differences: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The report as written to initial_checkpoint_report.json."""
         return {**dataclasses.asdict(self), "config_differences": {k: list(v) for k, v in
                                                                    self.config_differences.items()}}
 
     def log(self) -> None:
+        """Logs a summary, a warning per freshly initialised parameter and per differing config field."""
         logging.info("Initial checkpoint %s: %d parameters loaded, %d freshly initialised, %d unused.",
                      self.source, len(self.loaded), len(self.fresh), len(self.unused))
         for path, reason in self.fresh.items():
