@@ -80,3 +80,21 @@ def test_data_parallel_and_fsdp_tp_train_identically_and_shard_as_the_rules_say(
     adam_state = tp_result.state.opt_state[1][0]
     assert partitioning.partition_specs_by_path(adam_state.mu) == expected
     assert partitioning.partition_specs_by_path(adam_state.nu) == expected
+
+
+def test_adafactor_state_layout_shards_parameter_shaped_statistics_only():
+    from class_jax.trainer import optimizers, train_state  # pylint: disable=import-outside-toplevel
+    import trainer_test_model as tm  # pylint: disable=import-outside-toplevel
+
+    partitioner = partitioning.Partitioner((1, -1, 1), (("batch", ("data", "fsdp")), ("embed", "fsdp")))
+    optimizer = optimizers.adafactor(1e-2, min_dim_size_to_factor=8)
+    shapes = {name: value.shape for name, value in tm.synthetic_global_batch(0, 8).items()}
+    layout = train_state.build_state_layout(tm.TinyEncDecModel(), optimizer.transform, partitioner, shapes)
+    flat = jax.tree_util.tree_flatten_with_path(layout.abstract_state.opt_state)[0]
+    by_path = {jax.tree_util.keystr(path): leaf for path, leaf in flat}
+    # Factored second moments of the (32, 16) embedding are a row and a column vector: replicated.
+    v_row = next(leaf for path, leaf in by_path.items() if "v_row" in path and "token_embedder" in path)
+    assert len(v_row.shape) == 1 and all(axis is None for axis in v_row.sharding.spec)
+    # The unfactored second moment of the (16,) norm scale has its parameter's shape and sharding.
+    v_scale = next(leaf for path, leaf in by_path.items() if "'v'" in path and "decoder_norm_scale" in path)
+    assert v_scale.shape == (16,) and v_scale.sharding.spec == P("fsdp")
