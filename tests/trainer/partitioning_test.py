@@ -96,5 +96,5 @@ def test_adafactor_state_layout_shards_parameter_shaped_statistics_only():
     v_row = next(leaf for path, leaf in by_path.items() if "v_row" in path and "token_embedder" in path)
     assert len(v_row.shape) == 1 and all(axis is None for axis in v_row.sharding.spec)
     # The unfactored second moment of the (16,) norm scale has its parameter's shape and sharding.
-    v_scale = next(leaf for path, leaf in by_path.items() if "'v'" in path and "decoder_norm_scale" in path)
+    v_scale = next(leaf for path, leaf in by_path.items() if ".v[" in path and "decoder_norm_scale" in path)
     assert v_scale.shape == (16,) and v_scale.sharding.spec == P("fsdp")
