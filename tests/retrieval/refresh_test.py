@@ -282,3 +282,27 @@ def test_pruning_keeps_the_newest_rounds_and_those_checkpoints_resume_into(unint
     removed = refresh_rounds.prune_rounds(model_dir, keep_last=1, current_step=4)
     assert removed == [0, 1]
     assert refresh_rounds.round_steps(model_dir) == [2, 4]
+
+
+@pytest.mark.parametrize("stage, kind", [("demo/mlqa_pt.gin", "anchor_qa"), ("demo/finetune_xor_full.gin", "qa")])
+def test_gin_stages_bind_the_refresh_hook(stage, kind):
+    import gin  # pylint: disable=import-outside-toplevel
+    from class_jax.trainer import gin_utils  # pylint: disable=import-outside-toplevel
+    gin_utils.parse_gin([stage], [
+        "NUM_EMBEDDINGS = 32", f"VOCAB_PATH = '{fx.VOCAB_PATH}'", "MODEL_DIR = '/tmp/run'",
+        "MLQA_PT_FID_DIRS = '/data/mlqa_pt/{lang}'", "TRAIN_FID_DIRS = '/data/xor_full'",
+        "INITIAL_CHECKPOINT_PATH = '/tmp/stage1'", "REFRESH_CORPUS_DIR = '/data/corpus'"])
+    try:
+        bound = [reference.scoped_configurable_fn() for reference in gin.query_parameter("%REFRESH_HOOKS")]
+    finally:
+        gin.clear_config()
+    assert len(bound) == 1 and bound[0].every_steps == 25 and bound[0].run_at_start
+    function = bound[0].fn
+    assert isinstance(function, refresh.PassageRefresh)
+    assert (function.kind, function.batch_size, function.num_passages, function.passage_length) == (kind, 8, 4, 64)
+    assert function.corpus_dir == "/data/corpus" and function.every_steps == 25
+    if kind == "anchor_qa":
+        assert function.query_fid_dirs == "/data/mlqa_pt/{lang}"
+        assert function.query_languages == ["de", "es", "ja", "ru", "ar", "ko"]
+    else:
+        assert function.query_fid_dirs == "/data/xor_full" and function.query_languages is None
