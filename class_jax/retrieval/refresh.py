@@ -20,6 +20,8 @@ complete round for the same step, block, settings and retriever fingerprint is a
 Old rounds are pruned to the newest `keep_rounds`, never removing a round a retained checkpoint resumes into.
 
 Time per phase goes to the log and to metrics.jsonl (`refresh/*` scalars at the refresh step).
+
+Configured in gin/stages/refresh.gin through `passage_refresh_hooks`.
 """
 
 import dataclasses
@@ -76,7 +78,7 @@ class RoundStats:
 
 
 class PassageRefresh:
-    """The refresh hook function (see the module docstring); wrap it with `passage_refresh_hook` for gin."""
+    """The refresh hook function (see the module docstring); `passage_refresh_hooks` wraps it for gin."""
 
     def __init__(self, *, corpus_dir: str, query_fid_dirs: fid_files.FiDDirs, batch_size: int,
                  task_feature_lengths: Mapping[str, Any], every_steps: int = 1000, run_at_start: bool = True,
@@ -354,17 +356,23 @@ class _CountingExamples:
             yield example
 
 
-def passage_refresh_hook(*, every_steps: int = 1000, run_at_start: bool = True, **options: Any
-                         ) -> hooks.PeriodicHook:
-    """The refresh as a trainer hook (gin: REFRESH_HOOKS = [@refresh.passage_refresh_hook()]).
+def passage_refresh_hooks(*, corpus_dir: Optional[str], every_steps: int = 1000, run_at_start: bool = True,
+                          **options: Any) -> list[hooks.PeriodicHook]:
+    """The refresh as trainer hooks, for gin (REFRESH_HOOKS = @refresh.passage_refresh_hooks()).
 
     Args:
+      corpus_dir: the corpus to retrieve from; None turns the refresh off (with a warning: training then reads
+        the stage's initial FiD files throughout, which is not the paper's method).
       every_steps: N, steps between refreshes.
       run_at_start: also refresh at step 0.
-      **options: `PassageRefresh` settings (corpus_dir, query_fid_dirs, batch_size, task_feature_lengths, ...).
+      **options: the other `PassageRefresh` settings (query_fid_dirs, batch_size, task_feature_lengths, ...).
 
     Returns:
-      The periodic hook.
+      [the periodic refresh hook], or [] when `corpus_dir` is None.
     """
-    function = PassageRefresh(every_steps=every_steps, run_at_start=run_at_start, **options)
-    return hooks.PeriodicHook(function, every_steps=every_steps, run_at_start=run_at_start, name="passage_refresh")
+    if corpus_dir is None:
+        logging.warning("Passage refresh is OFF (REFRESH_CORPUS_DIR not set): training keeps the initial FiD "
+                        "passages throughout instead of re-retrieving them every %d steps.", every_steps)
+        return []
+    function = PassageRefresh(corpus_dir=corpus_dir, every_steps=every_steps, run_at_start=run_at_start, **options)
+    return [hooks.PeriodicHook(function, every_steps=every_steps, run_at_start=run_at_start, name="passage_refresh")]

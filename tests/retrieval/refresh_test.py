@@ -284,18 +284,23 @@ def test_pruning_keeps_the_newest_rounds_and_those_checkpoints_resume_into(unint
     assert refresh_rounds.round_steps(model_dir) == [2, 4]
 
 
-@pytest.mark.parametrize("stage, kind", [("demo/mlqa_pt.gin", "anchor_qa"), ("demo/finetune_xor_full.gin", "qa")])
-def test_gin_stages_bind_the_refresh_hook(stage, kind):
+def _bound_refresh_hooks(stage: str, *bindings: str) -> list:
+    """The REFRESH_HOOKS a demo stage file builds (with test values for what it requires)."""
     import gin  # pylint: disable=import-outside-toplevel
     from class_jax.trainer import gin_utils  # pylint: disable=import-outside-toplevel
     gin_utils.parse_gin([stage], [
         "NUM_EMBEDDINGS = 32", f"VOCAB_PATH = '{fx.VOCAB_PATH}'", "MODEL_DIR = '/tmp/run'",
         "MLQA_PT_FID_DIRS = '/data/mlqa_pt/{lang}'", "TRAIN_FID_DIRS = '/data/xor_full'",
-        "INITIAL_CHECKPOINT_PATH = '/tmp/stage1'", "REFRESH_CORPUS_DIR = '/data/corpus'"])
+        "INITIAL_CHECKPOINT_PATH = '/tmp/stage1'", *bindings])
     try:
-        bound = [reference.scoped_configurable_fn() for reference in gin.query_parameter("%REFRESH_HOOKS")]
+        return gin.query_parameter("%REFRESH_HOOKS").scoped_configurable_fn()
     finally:
         gin.clear_config()
+
+
+@pytest.mark.parametrize("stage, kind", [("demo/mlqa_pt.gin", "anchor_qa"), ("demo/finetune_xor_full.gin", "qa")])
+def test_gin_stages_bind_the_refresh_hook(stage, kind):
+    bound = _bound_refresh_hooks(stage, "REFRESH_CORPUS_DIR = '/data/corpus'")
     assert len(bound) == 1 and bound[0].every_steps == 25 and bound[0].run_at_start
     function = bound[0].fn
     assert isinstance(function, refresh.PassageRefresh)
@@ -306,3 +311,9 @@ def test_gin_stages_bind_the_refresh_hook(stage, kind):
         assert function.query_languages == ["de", "es", "ja", "ru", "ar", "ko"]
     else:
         assert function.query_fid_dirs == "/data/xor_full" and function.query_languages is None
+
+
+def test_refresh_is_off_with_a_warning_without_a_corpus(caplog):
+    with caplog.at_level("WARNING"):
+        assert _bound_refresh_hooks("demo/mlqa_pt.gin") == []
+    assert "Passage refresh is OFF" in caplog.text
