@@ -438,15 +438,25 @@ class FiDFileDataSource(seqio.DataSource):
     Hosts read disjoint shard files when there are enough of them, otherwise disjoint records.
     """
 
-    def __init__(self, split_to_dirs: Mapping[str, FiDDirs], cycle_length: int = 16):
+    def __init__(self, split_to_dirs: Mapping[str, FiDDirs], required_fields: Sequence[str] = (),
+                 cycle_length: int = 16):
         """Builds the source.
 
         Args:
           split_to_dirs: split name -> FiD directories (see `resolve_fid_dirs`).
+          required_fields: optional fields (OPTIONAL_FIELDS) the records must carry, e.g. the teacher scores of
+            stage 1; checked against each manifest when a dataset is built.
           cycle_length: shards read concurrently.
+
+        Raises:
+          ValueError: a required field that is not an optional field.
         """
         super().__init__(splits=tuple(split_to_dirs))
+        unknown = sorted(set(required_fields) - set(OPTIONAL_FIELDS))
+        if unknown:
+            raise ValueError(f"required_fields {unknown} are not optional FiD fields {OPTIONAL_FIELDS}")
         self._split_to_dirs = dict(split_to_dirs)
+        self._required_fields = tuple(required_fields)
         self._cycle_length = cycle_length
 
     @property
@@ -457,11 +467,16 @@ class FiDFileDataSource(seqio.DataSource):
         """(directory, manifest) of each directory of `split`, checked.
 
         Raises:
-          UserError: an unknown split or a bad directory (see `read_manifest`).
+          UserError: an unknown split, a bad directory (see `read_manifest`), or records without a required field.
         """
         if split not in self._split_to_dirs:
             raise UserError(f"FiD source has no split {split!r} (it has {sorted(self._split_to_dirs)})")
-        return [(d, read_manifest(d)) for d in resolve_fid_dirs(self._split_to_dirs[split])]
+        manifests = [(d, read_manifest(d)) for d in resolve_fid_dirs(self._split_to_dirs[split])]
+        for fid_dir, manifest in manifests:
+            missing = [field for field in self._required_fields if not manifest["has"].get(field)]
+            if missing:
+                raise UserError(f"{fid_dir}: the records lack {missing}, which this task needs")
+        return manifests
 
     def list_shards(self, split: str) -> Sequence[str]:
         return [path for fid_dir, manifest in self.manifests(split) for path in shard_paths(fid_dir, manifest)]

@@ -104,26 +104,6 @@ def fid_output_features(vocabulary: seqio.Vocabulary, stage1: bool = False) -> d
     return features
 
 
-def _require_fields(source: fid_files.FiDFileDataSource, split: str, fields: Sequence[str], task: str) -> None:
-    for fid_dir, manifest in source.manifests(split):
-        missing = [field for field in fields if not manifest["has"].get(field)]
-        if missing:
-            raise UserError(f"{fid_dir}: task {task} needs FiD records with {missing}, which these records lack")
-
-
-def _checked_source(source: fid_files.FiDFileDataSource, requires: Sequence[str],
-                    task: str) -> fid_files.FiDFileDataSource:
-    """Wraps `get_dataset` so that files lacking what the task needs fail at load, naming the directory."""
-    original = source.get_dataset
-
-    def get_dataset(split: str = "train", *args: Any, **kwargs: Any) -> tf.data.Dataset:
-        _require_fields(source, split, requires, task)
-        return original(split, *args, **kwargs)
-
-    source.get_dataset = get_dataset  # type: ignore[method-assign]
-    return source
-
-
 def register_fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_files.FiDDirs], kind: str, *,
                       vocab_path: Optional[str] = None, vocabulary: Optional[seqio.Vocabulary] = None,
                       splits: Sequence[str] = DEFAULT_SPLITS) -> seqio.Task:
@@ -148,7 +128,7 @@ def register_fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_
     spec = _KIND_SPECS[kind]
     vocabulary = vocabulary or vocab.get_vocabulary(vocab_path)
     split_to_dirs = dict(fid_dirs) if isinstance(fid_dirs, Mapping) else {split: fid_dirs for split in splits}
-    source = _checked_source(fid_files.FiDFileDataSource(split_to_dirs), spec["requires"], name)
+    source = fid_files.FiDFileDataSource(split_to_dirs, required_fields=spec["requires"])
     seqio.TaskRegistry.remove(name)
     return seqio.TaskRegistry.add(
         name,

@@ -82,7 +82,8 @@ def test_finetune_and_evaluate_xor_retrieve_through_demo_gin(demo, english_bm25,
     expected = metrics.xor_retrieve_recall([{"lang": q.lang, "answers": list(q.answers)} for q in dev],
                                            [[passages[i].text for i in ids] for ids, _ in retrieved])
     reported = results["eval_xor_retrieve"]
-    assert reported["R@2kt"] == pytest.approx(expected["R@2kt"]) and reported["R@5kt"] == pytest.approx(expected["R@5kt"])
+    for budget in ("R@2kt", "R@5kt"):
+        assert reported[budget] == pytest.approx(expected[budget])
     written = [json.loads(line) for line in (tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()]
     assert written[-1]["eval/eval_xor_retrieve/R@2kt"] == pytest.approx(expected["R@2kt"])
     assert (tmp_path / "eval" / "eval_xor_retrieve-000003.jsonl").is_file()
@@ -105,7 +106,8 @@ def test_every_demo_stage_in_order(demo, english_bm25, tmp_path):
     languages = ["de", "ja"]
     mined = tmp_path / "mined"
     mining_pipeline.run_mining(mining_pipeline.MiningConfig(
-        corpus=str(demo["corpus"]), out=str(mined), langs=tuple(languages), teacher=mining_pipeline.TeacherSettings(k=K),
+        corpus=str(demo["corpus"]), out=str(mined), langs=tuple(languages),
+        teacher=mining_pipeline.TeacherSettings(k=K),
         audit_sample=0, progress=False))
     fid_builders.write_clr_pt_fid_files(str(mined), passages, str(tmp_path / "clr_pt_fid" / "{lang}"), languages,
                                         num_passages=K)

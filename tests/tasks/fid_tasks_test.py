@@ -109,14 +109,15 @@ def test_clr_pt_task_and_converter_give_the_stage1_batch(fid_dir, test_vocab):
         present = batch["passage_tokens"][row].any(axis=-1).tolist()
         assert present == [slot < len(record["passages"]) for slot in range(K)]
     targets = batch["decoder_target_tokens"]
-    assert (batch["decoder_input_tokens"][:, 1:] == targets[:, :-1]).all() and not batch["decoder_input_tokens"][:, 0].any()
+    assert (batch["decoder_input_tokens"][:, 1:] == targets[:, :-1]).all()
+    assert not batch["decoder_input_tokens"][:, 0].any()
     assert (batch["decoder_loss_weights"] == (targets > 0)).all()
 
 
 def test_stage1_task_refuses_files_without_teacher_scores(fid_dir, test_vocab):
     path = fid_dir(_records(2, lambda i: 2))
     fid_tasks.register_fid_task("test_fid_clr_pt_bad", path, "clr_pt", vocabulary=test_vocab)
-    with pytest.raises(UserError, match=r"needs FiD records with \['english_question', 'teacher_scores'\]"):
+    with pytest.raises(UserError, match=r"lack \['english_question', 'teacher_scores'\], which this task needs"):
         _examples("test_fid_clr_pt_bad", STAGE1_LENGTHS)
 
 
