@@ -87,16 +87,6 @@ class DatasetConfig:
     module: Optional[str] = None
 
 
-# Model class -> feature converter class, for models that do not name one themselves; filled by the modules that
-# define the converters (class_jax.tasks registers CLASSModel's FiD converter), so models need not import SeqIO.
-_FEATURE_CONVERTERS: dict[type, Callable[..., Any]] = {}
-
-
-def register_feature_converter(model_cls: type, converter_cls: Callable[..., Any]) -> None:
-    """Declares the SeqIO feature converter of `model_cls` (and its subclasses) lacking a FEATURE_CONVERTER_CLS."""
-    _FEATURE_CONVERTERS[model_cls] = converter_cls
-
-
 # Model class -> SeqIO feature converter class, for models that do not name one themselves (so model code need not
 # import SeqIO / TensorFlow); filled by the task packages, e.g. class_jax.tasks for CLASSModel.
 _FEATURE_CONVERTERS: dict[type, type] = {}
