@@ -1,0 +1,87 @@
+"""The stage gin files carry the paper's hyperparameters and register their data when the trainer reads it."""
+
+import gin
+import pytest
+import seqio
+
+from class_jax.errors import UserError
+from class_jax.models import class_model
+from class_jax.tasks import fid_tasks
+from class_jax.trainer import data
+from class_jax.trainer import gin_utils
+
+CLR_PT_LANGUAGES = ["ar", "bn", "de", "es", "fi", "fr", "it", "ja", "ko", "ru", "te", "ta", "ml", "kn", "zh"]
+FID_LENGTHS = {"query_tokens": 50, "passage_tokens": (100, 200), "targets": 50}
+
+# stage -> (its data macro, steps, learning rate, warm-up steps, loss stage, registered name, task kind or languages)
+TRAINING_STAGES = {
+    "clr_pt": ("CLR_PT_FID_DIRS", 64000, 1e-4, 6400, "clr_pt", "clr_pt", CLR_PT_LANGUAGES),
+    "mlqa_pt": ("MLQA_PT_FID_DIRS", 16000, 5e-5, 0, "reader", "mlqa_pt", CLR_PT_LANGUAGES),
+    "finetune_nq": ("TRAIN_FID_DIRS", 8000, 5e-5, 0, "reader", "finetune_nq", "qa"),
+    "finetune_xor_retrieve": ("TRAIN_FID_DIRS", 6000, 5e-5, 0, "reader", "finetune_xor_retrieve", "qa"),
+    "finetune_xor_full": ("TRAIN_FID_DIRS", 6000, 5e-5, 0, "reader", "finetune_xor_full", "qa"),
+}
+EVAL_STAGES = {"eval_xor_retrieve": "xor_retrieve_eval", "eval_xor_full": "xor_full_eval", "eval_mkqa": "mkqa_eval"}
+
+
+@pytest.fixture(autouse=True)
+def _clear_gin():
+    yield
+    gin.clear_config()
+
+
+def _dataset_config(scope: str) -> data.DatasetConfig:
+    with gin.config_scope(scope):
+        return gin.get_configurable(data.DatasetConfig)()
+
+
+@pytest.mark.parametrize("size", ["mt5_base", "mt5_large"])
+@pytest.mark.parametrize("stage", sorted(TRAINING_STAGES))
+def test_training_stage_hyperparameters_and_data(stage, size, tmp_path):
+    macro, steps, learning_rate, warmup, loss_stage, name, what = TRAINING_STAGES[stage]
+    fid_dirs = str(tmp_path / "fid" / "{lang}") if isinstance(what, list) else str(tmp_path / "fid")
+    gin_utils.parse_gin([f"stages/{size}/{stage}.gin"], [
+        f"MODEL_DIR = '{tmp_path / 'run'}'", f"{macro} = '{fid_dirs}'", "INITIAL_CHECKPOINT_PATH = '/ckpt'"])
+    assert gin.query_parameter("%TRAIN_STEPS") == steps
+    assert gin.query_parameter("%LEARNING_RATE") == learning_rate
+    assert gin.query_parameter("%WARMUP_STEPS") == warmup
+    assert gin.query_parameter("%LR_DECAY") == "linear"
+    assert gin.query_parameter("%WEIGHT_DECAY") == 0.01 and gin.query_parameter("%GRAD_CLIP_NORM") == 1.0
+    assert gin.query_parameter("%USE_CACHED_TASKS") is False
+    loss = gin.get_configurable(class_model.LossConfig)()
+    assert (loss.stage, loss.alpha) == (loss_stage, 8.0)
+    if stage == "clr_pt":  # stage 1's passages are the teacher's, fixed
+        assert gin.query_parameter("train_script.train.hooks") == []
+    else:  # passages re-retrieved every 1,000 steps (stages/refresh.gin)
+        assert gin.query_parameter("%REFRESH_EVERY_STEPS") == 1000
+
+    config = _dataset_config("train")  # evaluating MIXTURE_OR_TASK_NAME registers the stage's data
+    assert config.batch_size == 64 and config.mixture_or_task_name == name
+    lengths = dict(FID_LENGTHS, **({"english_query_tokens": 50, "teacher_scores": 100} if stage == "clr_pt" else {}))
+    assert dict(config.task_feature_lengths) == lengths
+    registered = seqio.get_mixture_or_task(name)
+    if isinstance(what, list):
+        assert sorted(t.name for t in registered.tasks) == sorted(f"{name}_{lang}" for lang in what)
+        task = seqio.get_mixture_or_task(f"{name}_ja")
+        assert task.source._split_to_dirs["train"] == fid_dirs.format(lang="ja")  # pylint: disable=protected-access
+    else:
+        assert registered.source._split_to_dirs["train"] == fid_dirs  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("stage", sorted(EVAL_STAGES))
+def test_eval_stage_registers_its_scored_task(stage, tmp_path):
+    gin_utils.parse_gin([f"stages/mt5_large/{stage}.gin"], [
+        f"CHECKPOINT_PATH = '{tmp_path / 'run'}'", f"EVAL_OUTPUT_DIR = '{tmp_path / 'eval'}'",
+        f"EVAL_FID_DIRS = '{tmp_path / 'fid'}'"])
+    config = _dataset_config("eval")
+    assert config.mixture_or_task_name == stage and config.split == "validation" and not config.shuffle
+    assert dict(config.task_feature_lengths) == FID_LENGTHS
+    task = seqio.get_mixture_or_task(stage)
+    expected_metric = fid_tasks._KIND_SPECS[EVAL_STAGES[stage]]["metric_fns"]  # pylint: disable=protected-access
+    assert tuple(task.metric_fns) == tuple(expected_metric)
+
+
+def test_unset_data_directory_is_reported_by_name(tmp_path):
+    with pytest.raises(UserError, match="TRAIN_FID_DIRS/macro.value set to `%gin.REQUIRED`"):
+        gin_utils.parse_gin(["stages/mt5_base/finetune_xor_full.gin"],
+                            [f"MODEL_DIR = '{tmp_path}'", "INITIAL_CHECKPOINT_PATH = '/ckpt'"])
