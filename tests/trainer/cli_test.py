@@ -93,7 +93,7 @@ def test_operative_config_is_written_to_the_model_dir(reference_run):
     operative = (reference_run / "operative_config.gin").read_text()
     assert "train_script.train.total_steps = %TRAIN_STEPS" in operative
     assert f"TRAIN_STEPS = {TOTAL_STEPS}" in operative
-    assert "partitioning.Partitioner.mesh_shape = (1, -1, 1)" in operative
+    assert "partitioning.Partitioner.mesh_shape = (-1, 1, 1)" in operative
     assert (reference_run / "config.gin").read_text().startswith("from __gin__ import dynamic_registration")
 
 

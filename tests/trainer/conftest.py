@@ -50,7 +50,7 @@ def subprocess_env(compilation_cache_dir: pathlib.Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory, subprocess_env) -> pathlib.Path:
-    """An uninterrupted CLI run of the tiny model (fsdp over 8 devices, no pauses) that other runs must match."""
+    """An uninterrupted CLI run of the tiny model (data parallel over 8 devices, no pauses) that others must match."""
     import trainer_testing  # pylint: disable=import-outside-toplevel
     model_dir = tmp_path_factory.mktemp("reference") / "run"
     done = trainer_testing.run_class_jax(

@@ -13,8 +13,9 @@ TINY_TRAIN_STEPS = 12
 
 
 def tiny_train_args(model_dir: pathlib.Path, *extra: str) -> list[str]:
-    """`class-jax train` arguments for the tiny model: fsdp sharding, 12 steps, checkpoints every 2 steps."""
-    return ["train", f"--gin_file={TINY_TRAIN_GIN}", "--gin_file=sharding/fsdp.gin", f"--gin.MODEL_DIR='{model_dir}'",
+    """`class-jax train` arguments for the tiny model: data parallel, 12 steps, checkpoints every 2 steps."""
+    return ["train", f"--gin_file={TINY_TRAIN_GIN}", "--gin_file=sharding/data_parallel.gin",
+            f"--gin.MODEL_DIR='{model_dir}'",
             f"--gin.TRAIN_STEPS={TINY_TRAIN_STEPS}", *extra]
 
 
@@ -62,8 +63,9 @@ def train_tiny(model_dir: pathlib.Path, partitioner, total_steps: int = 4, globa
         model=tm.TinyEncDecModel(config or tm.TinyConfig(dropout_rate=0.1)),
         train_dataset_cfg=data.IteratorDataSource(tm.synthetic_host_iterator, global_batch_size),
         partitioner=partitioner, model_dir=str(model_dir), total_steps=total_steps,
-        # A schedule independent of total_steps keeps the compiled step (and the XLA cache entry) shared.
-        optimizer=optimizers.adamw(optimizers.learning_rate_schedule(1e-2, 100, warmup_steps=1)),
+        # The optimizer of testdata/tiny_train.gin (whatever total_steps is), so that in-process runs, CLI runs and
+        # runs of other lengths compile the same step and share the XLA cache entry.
+        optimizer=optimizers.adamw(optimizers.learning_rate_schedule(1e-2, TINY_TRAIN_STEPS, warmup_steps=2)),
         checkpoint_cfg=checkpoints.CheckpointConfig(save_every_steps=2, keep=10, async_save=False),
         log_period=1, tensorboard=False, peak_flops_per_device=1e9)
     kwargs.update(train_kwargs)
