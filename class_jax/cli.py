@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("class_jax.trainer.export_cli", "write a params-only checkpoint from a training run"),
     "index": ("class_jax.retrieval.index_cli", "encode a corpus into a retrieval index (resumable, multi-host)"),
     "retrieve": ("class_jax.retrieval.retrieve_cli", "top-k passages for questions (XOR-Retrieve prediction format)"),
+    "ask": ("class_jax.retrieval.ask_cli", "answer one question: retrieve top-k from an index, read them with FiD"),
     "eval-xor-retrieve": ("class_jax.evaluation.commands.eval_xor_retrieve", "XOR-Retrieve R@2kt / R@5kt (official)"),
     "eval-xor-full": ("class_jax.evaluation.commands.eval_xor_full", "XOR-Full F1 / EM / BLEU (official)"),
     "eval-xor-engspan": ("class_jax.evaluation.commands.eval_xor_engspan", "XOR-EnglishSpan F1 / EM (official)"),

@@ -14,6 +14,7 @@ from class_jax.retrieval import refresh, refresh_queries, refresh_rounds, text_i
 from class_jax.tasks import fid_files, fid_tasks
 from class_jax.trainer import checkpoints, data, hooks, optimizers, partitioning, train
 import retrieval_fixtures as fx
+import xla_cache
 
 REFRESH_CORPUS = {"en": [9, 8], "ja": [7]}
 NUM_QUERIES = 12
@@ -27,15 +28,8 @@ LENGTHS = {"query_tokens": 16, "passage_tokens": (K, 24), "targets": 6}
 @pytest.fixture(scope="module", autouse=True)
 def _compilation_cache(tmp_path_factory):
     """Shares compiled programs between the several training runs of this module (they differ only in data)."""
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    previous = {name: getattr(jax.config, name) for name in names}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("refresh_xla_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    yield
-    for name, value in previous.items():
-        jax.config.update(name, value)
+    with xla_cache.persistent_compilation_cache(tmp_path_factory.mktemp("refresh_xla_cache")):
+        yield
 
 
 def _query_records(passages: list[dict]) -> list[fid_files.FiDExample]:
@@ -236,6 +230,7 @@ def test_resume_between_refreshes_redoes_a_half_written_round(setup, uninterrupt
         assert _round(model_dir, step)[1] == _round(reference_dir, step)[1]
 
 
+@pytest.mark.slow
 def test_restart_at_a_refresh_step_reuses_the_complete_round(setup, uninterrupted, tmp_path):
     reference_dir, reference, _ = uninterrupted
     model_dir = tmp_path / "run"
