@@ -51,9 +51,11 @@ setuptools.setup(
     description="CLASS (cross-lingual open-domain QA with synthetic supervision) in JAX/Flax",
     python_requires=">=3.11",
     packages=(
-        setuptools.find_packages(include=["class_jax", "class_jax.*"])
+        # Namespace discovery also lists data-only folders (prompts/, demo_templates/) so their files install.
+        setuptools.find_namespace_packages(include=["class_jax", "class_jax.*"], exclude=["*.__pycache__"])
         + ["class_jax.tasks"]
         + ["class_jax.gin"]
+        + ["class_jax.gin." + sub for sub in setuptools.find_namespace_packages(where="gin")]
     ),
     package_dir={"class_jax.tasks": "tasks", "class_jax.gin": "gin"},
     package_data={"class_jax.gin": ["*.gin", "**/*.gin"], "class_jax": ["**/*.json", "**/*.txt", "**/*.tsv"]},

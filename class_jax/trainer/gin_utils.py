@@ -18,6 +18,7 @@ import gin
 import jax
 
 from class_jax.errors import UserError
+from class_jax import gin_paths
 
 GIN_OVERRIDE_PREFIX = "--gin."
 
@@ -79,10 +80,9 @@ def _accept_gin_overrides(parser: argparse.ArgumentParser) -> None:
 
 def search_paths(extra: str | Sequence[str] = "") -> list[str]:
     """Folders searched for gin files: the working directory, `extra`, then the installed class_jax/gin folder."""
-    from class_jax.gin import GIN_DIR  # pylint: disable=import-outside-toplevel
 
     extra_list = [p for p in (extra.split(",") if isinstance(extra, str) else extra) if p]
-    return [os.getcwd(), *extra_list, str(GIN_DIR)]
+    return [os.getcwd(), *extra_list, str(gin_paths.gin_dir())]
 
 
 def parse_gin(files: Sequence[str], bindings: Sequence[str], extra_search_paths: str | Sequence[str] = "",

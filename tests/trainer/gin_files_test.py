@@ -6,10 +6,11 @@ import gin
 import jax
 import pytest
 
-from class_jax.gin import GIN_DIR
+from class_jax.gin_paths import gin_dir
 from class_jax.trainer import gin_utils
 from class_jax.trainer import partitioning
 
+GIN_DIR = gin_dir()
 GIN_FILES = sorted(pathlib.Path(GIN_DIR).rglob("*.gin"))
 
 # Parsed before each file (the file's own definitions win): what run files take from model files.
