@@ -18,9 +18,14 @@ import logging
 from typing import Optional, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from class_jax.errors import UserError
 from class_jax.tasks import fid_files
+
+# The query-level fields of a FiD record (passages are not parsed: the refresh replaces them).
+_QUERY_FIELDS = ("id", "lang", "question", "answers", "target", "english_question", "source_passage_id")
+_PARSE_BATCH = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +57,41 @@ def _expand(fid_dirs: fid_files.FiDDirs, languages: Optional[Sequence[str]]) -> 
     return [item.format(lang=lang) for lang in languages for item in items]
 
 
+def _read_queries(fid_dir: str) -> list[fid_files.FiDExample]:
+    """The queries of one FiD directory in written order, parsing only the query-level fields.
+
+    Record i lives in shard i % n at position i // n, so reading the n shards round-robin one record at a time
+    gives back the written order. Batched parsing of the query fields alone is ~50x faster than
+    fid_files.read_fid_examples on records with many passages (it matters for millions of MLQA-PT questions).
+    """
+    manifest = fid_files.read_manifest(fid_dir)
+    paths = fid_files.shard_paths(fid_dir, manifest)
+    has = manifest["has"]
+    full_spec = fid_files.feature_description()
+    spec = {name: full_spec[name] for name in _QUERY_FIELDS}
+    records = tf.data.Dataset.from_tensor_slices(paths).interleave(tf.data.TFRecordDataset,
+                                                                   cycle_length=len(paths), block_length=1)
+    batches = records.batch(_PARSE_BATCH).map(lambda serialized: tf.io.parse_example(serialized, spec))
+    queries = []
+    for batch in batches:
+        columns = {name: value.to_list() if isinstance(value, tf.RaggedTensor) else value.numpy().tolist()
+                   for name, value in batch.items()}
+        for values in zip(*(columns[name] for name in _QUERY_FIELDS)):
+            record = dict(zip(_QUERY_FIELDS, values))
+            text = {name: record[name].decode("utf-8") for name in _QUERY_FIELDS if name != "answers"}
+            queries.append(fid_files.FiDExample(
+                id=text["id"], lang=text["lang"], question=text["question"],
+                answers=tuple(a.decode("utf-8") for a in record["answers"]), passages=(), target=text["target"],
+                english_question=text["english_question"] if has["english_question"] else None,
+                source_passage_id=text["source_passage_id"] if has["source_passage_id"] else None))
+    if len(queries) != manifest["num_examples"]:
+        raise UserError(f"{fid_dir}: read {len(queries)} records, the manifest records {manifest['num_examples']}")
+    return queries
+
+
 def load_queries(fid_dirs: fid_files.FiDDirs, languages: Optional[Sequence[str]] = None
                  ) -> list[fid_files.FiDExample]:
-    """The queries of FiD example directories, in directory then record order, passages dropped.
+    """The queries of FiD example directories, in directory then record order, without passages.
 
     Args:
       fid_dirs: a directory, a glob, or a list of them; entries with "{lang}" are expanded over `languages`.
@@ -68,10 +105,9 @@ def load_queries(fid_dirs: fid_files.FiDDirs, languages: Optional[Sequence[str]]
     """
     queries = []
     for fid_dir in fid_files.resolve_fid_dirs(_expand(fid_dirs, languages)):
-        count = len(queries)
-        queries.extend(dataclasses.replace(example, passages=(), teacher_scores=None)
-                       for example in fid_files.read_fid_examples(fid_dir))
-        logging.info("Refresh queries: %d from %s.", len(queries) - count, fid_dir)
+        found = _read_queries(fid_dir)
+        queries.extend(found)
+        logging.info("Refresh queries: %d from %s.", len(found), fid_dir)
     if not queries:
         raise UserError(f"no training query in {fid_dirs!r}: the refresh has nothing to retrieve for")
     return queries

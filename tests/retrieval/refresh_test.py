@@ -143,6 +143,18 @@ def test_query_stream_epochs_are_seeded_permutations(setup):
     assert all(q.passages == () for q in block.queries)
 
 
+def test_load_queries_reads_every_language_in_written_order(setup, tmp_path):
+    queries = setup["queries"]
+    by_lang = {"en": queries[:7], "ja": queries[7:]}
+    for lang, records in by_lang.items():  # 3 shards: uneven shard lengths
+        fid_files.write_fid_examples(records, str(tmp_path / lang), 3, num_passages=K)
+    loaded = refresh_queries.load_queries(str(tmp_path / "{lang}"), ["ja", "en"])
+    expected = [fid_files.FiDExample(**{**q.__dict__, "passages": ()}) for q in by_lang["ja"] + by_lang["en"]]
+    assert loaded == expected
+    with pytest.raises(UserError, match="no languages"):
+        refresh_queries.load_queries(str(tmp_path / "{lang}"))
+
+
 def test_rounds_to_keep_protects_what_checkpoints_resume_into():
     steps = [0, 2, 4, 6, 8]
     assert refresh_rounds.rounds_to_keep(steps, 2, []) == {6, 8}
