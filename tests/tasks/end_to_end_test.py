@@ -121,8 +121,12 @@ def test_every_demo_stage_in_order(demo, english_bm25, tmp_path):
                                              str(tmp_path / "mlqa_pt_fid" / "{lang}"), [lang], num_passages=K)
     mlqa_pt = _train("demo/mlqa_pt.gin", _demo_bindings(demo) + [
         f"MODEL_DIR = '{tmp_path / 'mlqa_pt'}'", f"MLQA_PT_FID_DIRS = '{tmp_path / 'mlqa_pt_fid' / '{lang}'}'",
-        f"MLQA_PT_LANGUAGES = {languages}", f"INITIAL_CHECKPOINT_PATH = '{tmp_path / 'clr_pt'}'", "TRAIN_STEPS = 2"])
+        f"MLQA_PT_LANGUAGES = {languages}", f"INITIAL_CHECKPOINT_PATH = '{tmp_path / 'clr_pt'}'", "TRAIN_STEPS = 2",
+        f"REFRESH_CORPUS_DIR = '{demo['corpus']}'", "REFRESH_EVERY_STEPS = 1"])
     assert (tmp_path / "mlqa_pt" / "initial_checkpoint_report.json").is_file() and mlqa_pt.step == 2
+    # The passage refresh re-retrieved with the model's own retriever and wrote FiD files the stage's task reads.
+    rounds = sorted((tmp_path / "mlqa_pt" / "refresh").glob("**/" + fid_files.MANIFEST_NAME))
+    assert rounds, "no refresh round was written"
 
     xor_dir = demo["wiki"] / "xor_tydi"
     _write_question_fid(tmp_path / "full_train", xor_dir / "xor_train_full.jsonl", teacher, passages, True)
