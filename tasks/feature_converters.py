@@ -85,6 +85,8 @@ class FiDFeatureConverter(seqio.FeatureConverter):
         if "teacher_scores" in lengths and lengths["teacher_scores"] != num_passages:
             raise ValueError(f"task_feature_lengths['teacher_scores'] ({lengths['teacher_scores']}) must equal the "
                              f"number of passages ({num_passages})")
+        # seqio's base __call__ validates ints per feature (Lp for the passages); k reaches _convert_features
+        # through the instance, read when tf.data traces the map inside this call.
         self._num_passages = num_passages
         lengths["passage_tokens"] = passage_length
         return super().__call__(ds, lengths)
