@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from class_jax.errors import UserError
+from class_jax.models.class_model import CLASSModel
 from class_jax.retrieval import corpus_encoder, index_format, refresh_queries, refresh_rounds, retrieve
 from class_jax.retrieval.corpus_source import CorpusSource, PassageRecord
 from class_jax.retrieval.encoder import RetrievalEncoder
@@ -201,7 +202,14 @@ class PassageRefresh:
 
     # ------------------------------------------------------------------------------------------------ hook
     def __call__(self, ctx: hooks.HookContext) -> Optional[hooks.DataSwitch]:
-        """Refreshes at `ctx.step`, or re-establishes the round in force when `ctx.resuming`."""
+        """Refreshes at `ctx.step`, or re-establishes the round in force when `ctx.resuming`.
+
+        Raises:
+          TypeError: the trained model is not a CLASSModel (it has no retriever to refresh with).
+          UserError: bad inputs, or a resumption whose round is missing or was made with other settings.
+        """
+        if not isinstance(ctx.model, CLASSModel):
+            raise TypeError(f"the passage refresh needs a CLASSModel, the run trains a {type(ctx.model).__name__}")
         self._prepare()
         if ctx.resuming:
             return self._reestablish(ctx)
