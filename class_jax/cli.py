@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-demo-wiki": ("class_jax.data.demo_cli", "generate the small multilingual demo wiki in real dump formats"),
     "ingest": ("class_jax.data.ingest_cli", "Wikipedia dump + langlinks/Wikidata -> articles, passages, entities"),
     "mine": ("class_jax.data.mine_cli", "mine CLR-PT / MLQA-PT examples from an ingested corpus (Apache Beam)"),
+    "build-fid": ("class_jax.tasks.build_fid_cli", "attach passages to mined records or questions: FiD example dirs"),
     "convert": ("class_jax.checkpoints.convert_cli", "import HF / T5X checkpoints, export to HF, verify parity"),
     "train": ("class_jax.trainer.train_cli", "train a model as configured by gin (resumes from MODEL_DIR)"),
     "eval": ("class_jax.trainer.eval_cli", "evaluate a checkpoint on SeqIO tasks with seqio.Evaluator"),
