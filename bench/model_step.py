@@ -187,7 +187,7 @@ def main(argv=None) -> int:
 
     print(f"FiD train step, mT5-{args.size} shapes, batch {shapes.batch} x {shapes.passages} passages x "
           f"({shapes.query_len}+{shapes.passage_len}) + answer {shapes.answer_len}, float32, {os.cpu_count()} CPUs")
-    print(f"measured matmul peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()))
+    print("measured matmul peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()))
     print(f"step FLOPs: analytic {ours['flops'] / 1e9:.1f} G (used for MFU), XLA cost analysis "
           f"{ours['xla_flops'] / 1e9:.1f} G")
     print(f"{'implementation':<28}{'step s':>10}{'tokens/s':>12}{'vs HF':>8}{'MFU':>8}")

@@ -16,7 +16,6 @@ Stage 1 (CLR-PT) adds:
 import dataclasses
 from typing import Any, Mapping, Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import pathlib
 import re
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
