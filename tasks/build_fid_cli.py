@@ -28,19 +28,18 @@ class IndexRetriever:
 
     def __init__(self, args: argparse.Namespace):
         # Imported here: jax/model loading is only needed for dense retrieval.
-        import jax  # pylint: disable=import-outside-toplevel
         from class_jax.retrieval import loading, retrieve  # pylint: disable=import-outside-toplevel
         from class_jax.retrieval.encoder import RetrievalEncoder  # pylint: disable=import-outside-toplevel
         from class_jax.retrieval.index_reader import IndexReader  # pylint: disable=import-outside-toplevel
 
         partitioner = loading.start(args)
-        self._index = IndexReader(args.index)
-        self._vocabulary, sha256 = loading.load_vocabulary(args.vocab, args.checkpoint)
-        retrieve.check_vocabulary(self._index, sha256, args.vocab)
-        loaded = loading.load_model(args.checkpoint, partitioner, self._vocabulary)
-        self._index.check_model(loaded.identity)
-        self._encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, max(jax.device_count(), 8))
-        self._searcher = retrieve.make_index_searcher(loaded, self._index, args.backend)
+        index = IndexReader(args.index)
+        self._vocabulary, loaded = retrieve.load_model_for_index(index, args.checkpoint, args.vocab, partitioner)
+        try:
+            self._encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, args.batch_size)
+        except ValueError as e:
+            raise UserError(f"--batch_size {args.batch_size}: {e}") from e
+        self._searcher = retrieve.make_index_searcher(loaded, index, args.backend)
         self._encode = retrieve.encode_queries
 
     def top_k(self, queries: Sequence[str], k: int) -> list[tuple[list[str], list[float]]]:
@@ -70,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", help="index directory from `class-jax index` (--retriever index)")
     parser.add_argument("--vocab", default=None, help="SentencePiece model (default: the checkpoint's)")
     parser.add_argument("--backend", choices=("device", "faiss"), default="device")
+    parser.add_argument("--batch_size", type=int, default=64, help="questions encoded per step over all devices")
     parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     gin_utils.add_gin_arguments(parser)  # an optional gin/sharding file for the dense encoder
     distributed.add_arguments(parser)

@@ -110,10 +110,7 @@ def run(args: argparse.Namespace) -> int:
     index = IndexReader(args.index)
     if args.k > index.num_rows:
         raise UserError(f"--k {args.k}: the index {index.path} holds only {index.num_rows} passages")
-    vocabulary, vocabulary_sha256 = loading.load_vocabulary(args.vocab, args.checkpoint)
-    retrieve.check_vocabulary(index, vocabulary_sha256, args.vocab)
-    loaded = loading.load_model(args.checkpoint, partitioner, vocabulary)
-    index.check_model(loaded.identity)
+    vocabulary, loaded = retrieve.load_model_for_index(index, args.checkpoint, args.vocab, partitioner)
 
     # Every device takes part in the encoding, so one row per device (only the first is the question).
     encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, jax.device_count())

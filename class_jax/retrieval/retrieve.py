@@ -5,10 +5,11 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from class_jax.errors import UserError
-from class_jax.retrieval import search, text_inputs
+from class_jax.retrieval import loading, search, text_inputs
 from class_jax.retrieval.encoder import RetrievalEncoder
 from class_jax.retrieval.index_reader import IndexReader
 from class_jax.retrieval.loading import LoadedModel
+from class_jax.trainer.partitioning import Partitioner
 
 PyTree = Any
 
@@ -78,3 +79,26 @@ def check_vocabulary(index: IndexReader, vocabulary_sha256: str, vocabulary_path
     if vocabulary_sha256 != index.spec.vocabulary_sha256:
         raise UserError(f"{vocabulary_path or 'the checkpoint vocabulary'} is not the vocabulary {index.path} was "
                         "built with (sha256 differs)")
+
+
+def load_model_for_index(index: IndexReader, checkpoint: str, vocabulary_path: Optional[str],
+                         partitioner: Partitioner) -> tuple[Any, LoadedModel]:
+    """Loads the vocabulary and model that built `index`, refusing any other.
+
+    Args:
+      index: the opened index.
+      checkpoint: a params directory.
+      vocabulary_path: a SentencePiece model, or None for the checkpoint's own.
+      partitioner: where the parameters are placed.
+
+    Returns:
+      (vocabulary, loaded model).
+
+    Raises:
+      UserError: the vocabulary or the model differs from the index's.
+    """
+    vocabulary, vocabulary_sha256 = loading.load_vocabulary(vocabulary_path, checkpoint)
+    check_vocabulary(index, vocabulary_sha256, vocabulary_path)
+    loaded = loading.load_model(checkpoint, partitioner, vocabulary)
+    index.check_model(loaded.identity)
+    return vocabulary, loaded

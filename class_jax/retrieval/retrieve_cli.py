@@ -48,10 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.k <= index.num_rows:
         raise UserError(f"--k {args.k}: must be between 1 and the index's {index.num_rows} passages")
     queries = predictions.load_queries(args.queries)
-    vocabulary, vocabulary_sha256 = loading.load_vocabulary(args.vocab, args.checkpoint)
-    retrieve.check_vocabulary(index, vocabulary_sha256, args.vocab)
-    loaded = loading.load_model(args.checkpoint, partitioner, vocabulary)
-    index.check_model(loaded.identity)
+    vocabulary, loaded = retrieve.load_model_for_index(index, args.checkpoint, args.vocab, partitioner)
 
     started = time.perf_counter()
     try:
