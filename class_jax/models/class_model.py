@@ -207,7 +207,7 @@ class CLASSModel(BaseModel):
             metrics[f"loss/{name}"] = terms[name]
             total = total + (cfg.alpha * terms[name] if enabled else 0.0)
         if cfg.decoder_teacher_kl:
-            teacher_reader = jax.nn.softmax(jnp.where(passage_present, batch["teacher_reader_scores"], -1e9), -1)
+            teacher_reader = jnp.exp(losses.masked_log_softmax(batch["teacher_reader_scores"], passage_present))
             kl = losses.kl_divergence(teacher_reader, jnp.log(jnp.maximum(target, 1e-20)), passage_present)
             metrics["loss/kl_decoder_teacher"] = kl
             total = total + cfg.alpha * kl

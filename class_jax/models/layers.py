@@ -16,7 +16,7 @@ import numpy as np
 from class_jax.models.config import ModelConfig
 
 Array = jax.Array
-_NEG_INF = -1e10  # added to masked logits; finite so fully-masked rows stay NaN-free.
+NEG_INF = -1e10  # added to masked logits; finite so fully-masked rows stay NaN-free.
 
 # Logical axis names (T5X's canonical ones).
 BATCH, LENGTH, EMBED, MLP, HEADS, KV, JOINED_KV, VOCAB, RELPOS = (
@@ -57,7 +57,8 @@ class RMSNorm(nn.Module):
         return (x * scale).astype(self.dtype)
 
 
-def _dense(features: int, axes: tuple[str, str], init: Callable, dtype: jnp.dtype, name: str) -> nn.Dense:
+def dense(features: int, axes: tuple[str, str], init: Callable, dtype: jnp.dtype, name: str) -> nn.Dense:
+    """A bias-free Dense with a float32 `kernel` [in, out] named by logical `axes` (T5X's layout)."""
     return nn.Dense(features, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
                     kernel_init=nn.with_logical_partitioning(init, axes), name=name)
 
@@ -170,10 +171,10 @@ class MultiHeadAttention(nn.Module):
         # T5X's query init folds the missing 1/sqrt(head_dim) logit scale into the weights.
         query_init = nn.initializers.variance_scaling(cfg.head_dim ** -0.5, "fan_in", "normal")
         kv_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
-        query_proj = _dense(inner, (EMBED, JOINED_KV), query_init, dtype, "query")
-        key_proj = _dense(inner, (EMBED, JOINED_KV), kv_init, dtype, "key")
-        value_proj = _dense(inner, (EMBED, JOINED_KV), kv_init, dtype, "value")
-        out_proj = _dense(cfg.emb_dim, (JOINED_KV, EMBED), kv_init, dtype, "out")
+        query_proj = dense(inner, (EMBED, JOINED_KV), query_init, dtype, "query")
+        key_proj = dense(inner, (EMBED, JOINED_KV), kv_init, dtype, "key")
+        value_proj = dense(inner, (EMBED, JOINED_KV), kv_init, dtype, "value")
+        out_proj = dense(cfg.emb_dim, (JOINED_KV, EMBED), kv_init, dtype, "out")
         query = self._split_heads(query_proj(inputs_q))
         if qk_only:
             return query, self._split_heads(key_proj(inputs_q))
@@ -229,11 +230,16 @@ class MlpBlock(nn.Module):
         names = ["wi"] if len(cfg.mlp_activations) == 1 else [f"wi_{i}" for i in range(len(cfg.mlp_activations))]
         hidden = None
         for name, activation in zip(names, cfg.mlp_activations):
-            branch = _activation(activation)(_dense(cfg.mlp_dim, (EMBED, MLP), init, dtype, name)(x))
+            branch = _activation(activation)(dense(cfg.mlp_dim, (EMBED, MLP), init, dtype, name)(x))
             hidden = branch if hidden is None else hidden * branch
         hidden = nn.with_logical_constraint(hidden, (BATCH, LENGTH, MLP))
         hidden = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(hidden, deterministic=deterministic)
-        return _dense(cfg.emb_dim, (MLP, EMBED), init, dtype, "wo")(hidden)
+        return dense(cfg.emb_dim, (MLP, EMBED), init, dtype, "wo")(hidden)
+
+
+def mask_bias(allowed: np.ndarray | Array) -> Array:
+    """Additive attention bias from a boolean mask: 0 where allowed, NEG_INF elsewhere (float32)."""
+    return jnp.where(allowed, 0.0, NEG_INF).astype(jnp.float32)
 
 
 def key_padding_bias(key_valid: Array) -> Array:
@@ -241,10 +247,9 @@ def key_padding_bias(key_valid: Array) -> Array:
 
     Padded query rows still attend to the real keys (as Hugging Face T5 does); their outputs are never read.
     """
-    return jnp.where(key_valid[:, None, None, :], 0.0, _NEG_INF).astype(jnp.float32)
+    return mask_bias(key_valid[:, None, None, :])
 
 
-def causal_bias(length: int) -> np.ndarray:
+def causal_bias(length: int) -> Array:
     """Additive causal mask [1, 1, length, length]."""
-    allowed = np.tril(np.ones((length, length), dtype=bool))
-    return np.where(allowed, 0.0, _NEG_INF).astype(np.float32)[None, None]
+    return mask_bias(np.tril(np.ones((length, length), dtype=bool)))[None, None]

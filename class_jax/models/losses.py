@@ -105,7 +105,7 @@ def clr_pt_retrieval_losses(teacher_scores: Array, student_en: Array, student_xx
       {"kl_teacher_en": KL(T ‖ S_en), "kl_teacher_xx": KL(T ‖ S_xx),
        "kl_en_xx": KL(stopgrad(S_en) ‖ S_xx)}.
     """
-    teacher = jax.nn.softmax(jnp.where(mask, teacher_scores / teacher_temperature, _MASKED), axis=-1)
+    teacher = jnp.exp(masked_log_softmax(teacher_scores / teacher_temperature, mask))
     log_en = masked_log_softmax(student_en, mask)
     log_xx = masked_log_softmax(student_xx, mask)
     return {

@@ -94,8 +94,8 @@ class Retriever(nn.Module):
         weights = valid.astype(jnp.float32)[..., None]
         pooled = jnp.sum(normed.astype(jnp.float32) * weights, axis=-2) / jnp.maximum(
             jnp.sum(weights, axis=-2), 1.0)
-        query_proj = layers._dense(cfg.retrieval_dim, (EMBED, JOINED_KV), init, jnp.float32, "query_proj")
-        passage_proj = layers._dense(cfg.retrieval_dim, (EMBED, JOINED_KV), init, jnp.float32, "passage_proj")
+        query_proj = layers.dense(cfg.retrieval_dim, (EMBED, JOINED_KV), init, jnp.float32, "query_proj")
+        passage_proj = layers.dense(cfg.retrieval_dim, (EMBED, JOINED_KV), init, jnp.float32, "passage_proj")
         if self.is_initializing():  # create both projections whichever side is encoded first
             query_proj(pooled), passage_proj(pooled)
         projected = query_proj(pooled) if is_query else passage_proj(pooled)
@@ -273,7 +273,7 @@ class Decoder(nn.Module):
             keys = np.arange(self.variables["cache"]["layers_0"]["self_attention"]["cached_key"].shape[1])
             query_positions = position.value + jnp.arange(length)
             allowed = keys[None, :] <= query_positions[:, None]
-            self_bias = relpos(query_positions, keys)[None] + jnp.where(allowed, 0.0, layers._NEG_INF)[None, None]
+            self_bias = relpos(query_positions, keys)[None] + layers.mask_bias(allowed)[None, None]
             position.value = position.value + length
         else:
             positions = np.arange(length)
@@ -294,7 +294,7 @@ class Decoder(nn.Module):
         if cfg.logits_via_embedding:
             logits = self.token_embedder.attend(x * cfg.emb_dim ** -0.5)
         else:
-            logits = layers._dense(cfg.vocab_size, (EMBED, VOCAB),
+            logits = layers.dense(cfg.vocab_size, (EMBED, VOCAB),
                                    nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
                                    layers.compute_dtype(cfg), "logits_dense")(x)
         logits = nn.with_logical_constraint(logits.astype(jnp.float32), (BATCH, LENGTH, VOCAB))
