@@ -8,8 +8,9 @@ Batch features (all int32 unless said otherwise):
   decoder_loss_weights   [B, La]      1 on target tokens.
 Stage 1 (CLR-PT) adds:
   english_query_tokens   [B, Lq]      the parallel English cloze.
-  teacher_scores         [B, k] float (own passages only; other queries' passages are in-batch negatives the
-                         teacher did not score) or [B, B*k] float (every query against every passage).
+  teacher_scores         [B, k] float (own passages only: every stage-1 KL is then taken over each query's own k
+                         passages, since the teacher says nothing about the others) or [B, B*k] float (every
+                         query against every passage of the batch: the KLs span the whole global batch).
   teacher_reader_scores  [B, k] float (optional; the teacher reader's passage distribution logits).
 """
 
