@@ -8,9 +8,8 @@ Batch features (all int32 unless said otherwise):
   decoder_loss_weights   [B, La]      1 on target tokens.
 Stage 1 (CLR-PT) adds:
   english_query_tokens   [B, Lq]      the parallel English cloze.
-  teacher_scores         [B, k] float (own passages only: every stage-1 KL is then taken over each query's own k
-                         passages, since the teacher says nothing about the others) or [B, B*k] float (every
-                         query against every passage of the batch: the KLs span the whole global batch).
+  teacher_scores         [B, k] float (own passages only: see LossConfig.unscored_passages) or [B, B*k] float
+                         (every query against every passage of the global batch).
   teacher_reader_scores  [B, k] float (optional; the teacher reader's passage distribution logits).
 """
 
@@ -48,6 +47,12 @@ class LossConfig:
       answer_alignment_kl: stage 1: also decode from the English query and add
         KL(sg(P_en(answer)) ‖ P_xx(answer)) per answer token.
       reader_retriever_kl: stage 1: also add the stage-2 KL(reader target ‖ S_xx over own passages).
+      unscored_passages: stage 1 with teacher scores of each query's own k passages only ([B, k]): what the other
+        queries' passages are to it. "negatives" (default): they stay in the students' softmax with zero teacher
+        probability — the global-batch loss of the paper under a top-k teacher, which ranks everything outside its
+        k below them — except exact copies of the query's own passages, which are left out. "ignore": every KL
+        is taken over the query's own k passages only, which leaves the students no negatives (a retriever
+        trained from scratch this way does not learn to separate relevant from irrelevant passages).
     """
 
     stage: str = "reader"
@@ -61,6 +66,7 @@ class LossConfig:
     decoder_teacher_kl: bool = False
     answer_alignment_kl: bool = False
     reader_retriever_kl: bool = False
+    unscored_passages: str = "negatives"
 
 
 class CLASSModel(BaseModel):
@@ -195,13 +201,20 @@ class CLASSModel(BaseModel):
         s_en = self.score(params, english, passage_side)
         mask = jnp.broadcast_to(passage_present.reshape(1, -1), s_xx.shape)
         teacher = batch["teacher_scores"].astype(jnp.float32)
-        if teacher.shape[1] == k:  # own passages only: place them on the block diagonal, mask the rest
+        teacher_mask = mask
+        if teacher.shape[1] == k:  # own passages only: place them on the block diagonal
             own_block = jnp.eye(num_queries, dtype=bool)[:, :, None]
             teacher = jnp.where(own_block, teacher[:, None, :], 0.0).reshape(num_queries, num_queries * k)
             teacher_mask = jnp.broadcast_to(own_block, (num_queries, num_queries, k)).reshape(num_queries, -1)
-        else:
-            teacher_mask = jnp.ones_like(mask)
-        terms = losses.clr_pt_retrieval_losses(teacher, s_en, s_xx, mask & teacher_mask, cfg.teacher_temperature)
+            if cfg.unscored_passages == "negatives":
+                copies = losses.copies_of_own_passages(batch["passage_tokens"])
+                mask = mask & (teacher_mask | ~copies)
+            elif cfg.unscored_passages == "ignore":
+                mask = mask & teacher_mask
+            else:
+                raise ValueError(f"LossConfig.unscored_passages={cfg.unscored_passages!r}: expected 'negatives' or "
+                                 "'ignore'")
+        terms = losses.clr_pt_retrieval_losses(teacher, s_en, s_xx, mask, cfg.teacher_temperature, teacher_mask)
         total = 0.0
         for name, enabled in (("kl_teacher_en", cfg.kl_teacher_en), ("kl_teacher_xx", cfg.kl_teacher_xx),
                               ("kl_en_xx", cfg.kl_en_xx)):

@@ -1,7 +1,7 @@
 """Losses of CLASS: answer cross-entropy, retrieval distillation KLs, and the retrieval target.
 
 All functions are pure jnp over float32 and take explicit masks: an entry of a score matrix that is masked out
-(an empty passage slot, a passage the teacher did not score) takes no probability mass on either side of a KL.
+(an empty passage slot) takes no probability mass on either side of a KL.
 """
 
 import jax
@@ -88,8 +88,35 @@ def reader_retriever_kl(target: Array, scores: Array, mask: Array) -> Array:
     return kl_divergence(target, masked_log_softmax(scores, mask), mask)
 
 
+def copies_of_own_passages(passage_tokens: Array) -> Array:
+    """Which passages of the batch are token-for-token copies of one of each query's own passages.
+
+    Two queries often share passages (clozes from one article retrieve the same ones); a copy of a query's own
+    passage in another query's slots must not count as its negative. Rows are compared by two independent
+    32-bit polynomial hashes of their tokens ([B, k, B*k] comparisons instead of [B*k, B*k, L]).
+
+    Args:
+      passage_tokens: [B, k, L] int token ids (0-padded; an all-zero row is an empty slot).
+
+    Returns:
+      [B, B*k] bool: entry (i, j) is True when passage j equals one of query i's own passages (its own slots
+      included; empty slots match nothing).
+    """
+    num_queries, k, length = passage_tokens.shape
+    tokens = passage_tokens.reshape(num_queries * k, length).astype(jnp.uint32)
+    positions = jnp.arange(1, length + 1, dtype=jnp.uint32)
+    hashes = jnp.stack([jnp.sum(tokens * (positions * jnp.uint32(multiplier) + jnp.uint32(1)), axis=-1)
+                        for multiplier in (0x9E3779B1, 0x85EBCA77)], axis=-1)  # uint32 arithmetic wraps
+    present = jnp.any(tokens > 0, axis=-1)
+    own = hashes.reshape(num_queries, k, 1, 2)
+    same = jnp.all(own == hashes[None, None, :, :], axis=-1)  # [B, k, B*k]
+    same = same & present.reshape(num_queries, k, 1) & present[None, None, :]
+    return jnp.any(same, axis=1)
+
+
 def clr_pt_retrieval_losses(teacher_scores: Array, student_en: Array, student_xx: Array, mask: Array,
-                            teacher_temperature: float = 1.0) -> dict[str, Array]:
+                            teacher_temperature: float = 1.0, teacher_mask: Array | None = None
+                            ) -> dict[str, Array]:
     """The stage-1 retrieval terms over the global batch (DESIGN §1.2).
 
     Each matrix is [queries, candidate passages] — every query against every query's passages.
@@ -98,14 +125,19 @@ def clr_pt_retrieval_losses(teacher_scores: Array, student_en: Array, student_xx
       teacher_scores: frozen teacher scores T (divided by `teacher_temperature` before the softmax).
       student_en: student scores for the English queries, S_en.
       student_xx: student scores for the target-language queries, S_xx.
-      mask: bool, which (query, passage) entries take part (False for empty slots and unscored entries).
+      mask: bool, which (query, passage) entries take part in the students' distributions (False for empty
+        slots, and for entries left out of the comparison).
       teacher_temperature: softmax temperature of the teacher.
+      teacher_mask: bool, the entries the teacher's distribution spans (default `mask`); entries in `mask` but
+        not here get zero teacher probability, i.e. they are the teacher's negatives.
 
     Returns:
       {"kl_teacher_en": KL(T ‖ S_en), "kl_teacher_xx": KL(T ‖ S_xx),
        "kl_en_xx": KL(stopgrad(S_en) ‖ S_xx)}.
     """
-    teacher = jnp.exp(masked_log_softmax(teacher_scores / teacher_temperature, mask))
+    teacher_mask = mask if teacher_mask is None else teacher_mask & mask
+    mask = mask & jnp.any(teacher_mask, axis=-1, keepdims=True)  # a query the teacher scored nothing for sits out
+    teacher = jnp.exp(masked_log_softmax(teacher_scores / teacher_temperature, teacher_mask))
     log_en = masked_log_softmax(student_en, mask)
     log_xx = masked_log_softmax(student_xx, mask)
     return {

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from class_jax.models import losses
 from class_jax.models.class_model import CLASSModel, LossConfig
 from class_jax.models.config import ModelConfig
 
@@ -25,27 +26,65 @@ def _batch() -> dict[str, np.ndarray]:
 
 def _kl(target: np.ndarray, scores: np.ndarray) -> float:
     log_q = scores - np.log(np.sum(np.exp(scores)))
-    return float(np.sum(target * (np.log(target) - log_q)))
+    return float(np.sum(np.where(target > 0, target * np.log(np.maximum(target, 1e-30)), 0.0) - target * log_q))
 
 
-def test_own_passage_teacher_scores_compare_each_query_with_its_own_passages_only():
-    model = CLASSModel(TINY, LossConfig(stage="clr_pt", teacher_temperature=0.5))
-    shapes = {"query_tokens": (2, 5), "passage_tokens": (2, 3, 8), "decoder_input_tokens": (2, 4)}
-    params = nn.unbox(model.get_initial_variables(jax.random.PRNGKey(0), shapes)["params"])
-    batch = _batch()
-    _, metrics = jax.jit(model.loss_fn)(params, batch, None)
-
+def _student_scores(model, params, batch):
     queries = model.encode_for_retrieval(params, batch["query_tokens"], True)
     english = model.encode_for_retrieval(params, batch["english_query_tokens"], True)
     passages = model.encode_for_retrieval(params, batch["passage_tokens"].reshape(6, 8), False)
-    s_xx = np.asarray(model.score(params, queries, passages)).reshape(2, 2, 3)
-    s_en = np.asarray(model.score(params, english, passages)).reshape(2, 2, 3)
-    present = [[0, 1, 2], [0, 1]]  # query 1's third slot is empty
+    s_xx = np.asarray(model.score(params, queries, passages)).reshape(2, 6)
+    s_en = np.asarray(model.score(params, english, passages)).reshape(2, 6)
+    return s_xx, s_en
+
+
+def _loss_metrics(unscored_passages: str, batch):
+    model = CLASSModel(TINY, LossConfig(stage="clr_pt", teacher_temperature=0.5,
+                                        unscored_passages=unscored_passages))
+    shapes = {"query_tokens": (2, 5), "passage_tokens": (2, 3, 8), "decoder_input_tokens": (2, 4)}
+    params = nn.unbox(model.get_initial_variables(jax.random.PRNGKey(0), shapes)["params"])
+    _, metrics = jax.jit(model.loss_fn)(params, batch, None)
+    return metrics, _student_scores(model, params, batch)
+
+
+def _expected(batch, s_xx, s_en, own_slots, student_slots):
     expected_xx, expected_en = 0.0, 0.0
-    for b, slots in enumerate(present):
-        teacher = np.exp(batch["teacher_scores"][b, slots] / 0.5)
-        teacher /= teacher.sum()
-        expected_xx += _kl(teacher, s_xx[b, b, slots]) / 2
-        expected_en += _kl(teacher, s_en[b, b, slots]) / 2
+    for b in range(2):
+        teacher = np.zeros(6)
+        teacher[[3 * b + slot for slot in own_slots[b]]] = np.exp(batch["teacher_scores"][b, own_slots[b]] / 0.5)
+        teacher = teacher[student_slots[b]] / teacher.sum()
+        expected_xx += _kl(teacher, s_xx[b, student_slots[b]]) / 2
+        expected_en += _kl(teacher, s_en[b, student_slots[b]]) / 2
+    return expected_xx, expected_en
+
+
+def test_ignore_compares_each_query_with_its_own_passages_only():
+    batch = _batch()
+    metrics, (s_xx, s_en) = _loss_metrics("ignore", batch)
+    own_slots = [[0, 1, 2], [0, 1]]  # query 1's third slot is empty
+    expected_xx, expected_en = _expected(batch, s_xx, s_en, own_slots, [[0, 1, 2], [3, 4]])
     np.testing.assert_allclose(metrics["loss/kl_teacher_xx"], expected_xx, rtol=1e-4)
     np.testing.assert_allclose(metrics["loss/kl_teacher_en"], expected_en, rtol=1e-4)
+
+
+def test_negatives_puts_other_queries_passages_in_the_student_softmax_without_their_copies():
+    batch = _batch()
+    batch["passage_tokens"][1, 0] = batch["passage_tokens"][0, 1]  # the two queries share one passage
+    metrics, (s_xx, s_en) = _loss_metrics("negatives", batch)
+    own_slots = [[0, 1, 2], [0, 1]]
+    # Query 0 sees query 1's slot 1 as a negative but not slot 0 (a copy of its own slot 1); query 1 likewise
+    # drops query 0's slot 1; the empty slot (row 5) is nobody's candidate.
+    expected_xx, expected_en = _expected(batch, s_xx, s_en, own_slots, [[0, 1, 2, 4], [0, 2, 3, 4]])
+    np.testing.assert_allclose(metrics["loss/kl_teacher_xx"], expected_xx, rtol=1e-4)
+    np.testing.assert_allclose(metrics["loss/kl_teacher_en"], expected_en, rtol=1e-4)
+    assert metrics["loss/kl_teacher_xx"] > 0 and metrics["loss/kl_en_xx"] > 0
+
+
+def test_copies_of_own_passages_match_whole_rows_and_never_empty_slots():
+    tokens = np.array([[[5, 6, 0], [7, 8, 9]], [[7, 8, 9], [0, 0, 0]]])
+    copies = np.asarray(losses.copies_of_own_passages(tokens))
+    # Rows of the batch: [5 6], [7 8 9], [7 8 9] (query 1's copy of query 0's second passage), empty.
+    np.testing.assert_array_equal(copies, [[True, True, True, False], [False, True, True, False]])
+    tokens[1, 0, 2] = 0  # now a prefix of that passage: a different passage
+    np.testing.assert_array_equal(np.asarray(losses.copies_of_own_passages(tokens)),
+                                  [[True, True, False, False], [False, False, True, False]])
