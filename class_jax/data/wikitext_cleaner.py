@@ -1,4 +1,4 @@
-"""Wikitext -> clean text with exact link spans, using mwparserfromhell's parse tree.
+"""Wikitext -> clean text with exact link spans, using mwparserfromhell's tokenizer and a lean tree (`wikitext_tree`).
 
 What is kept: prose, headings and list items (one per line), the visible text of links, bold/italic text, the
 text of a few inline templates that print words (`{{lang|fr|...}}`, `{{nowrap|...}}`, `{{convert|...}}`).
@@ -17,12 +17,9 @@ import html
 import re
 from typing import Callable
 
-import mwparserfromhell
-from mwparserfromhell import nodes as wiki_nodes
-from mwparserfromhell.wikicode import Wikicode
-
 from class_jax.data import text_offsets
-from class_jax.data.titles import LinkKind, NamespaceTable, RedirectTable
+from class_jax.data import wikitext_tree as wt
+from class_jax.data.titles import LinkKind, LinkTarget, NamespaceTable, RedirectTable
 from class_jax.data.types import Link
 from class_jax.data.wiki_languages import LanguageProfile
 
@@ -90,14 +87,14 @@ class _Output:
         return "".join(self.pieces)
 
 
-def _template_name(template: wiki_nodes.Template) -> str:
-    name = " ".join(str(template.name).replace("_", " ").split()).lower()
+def _template_name(template: wt.Template) -> str:
+    name = " ".join(wt.source(template.name).replace("_", " ").split()).lower()
     return name[len("template:"):].strip() if name.startswith("template:") else name
 
 
-def _positional(template: wiki_nodes.Template, index: int) -> Wikicode | None:
-    key = str(index)
-    return template.get(key).value if template.has(key) else None
+def _positional(template: wt.Template, index: int) -> wt.Code | None:
+    param = template.get(str(index))
+    return param.value if param is not None else None
 
 
 class WikitextCleaner:
@@ -115,7 +112,7 @@ class WikitextCleaner:
         self.profile = profile
         self.redirects = redirects
         self._link_trail = re.compile(profile.link_trail) if profile.link_trail else None
-        self._text_templates: dict[str, Callable[[wiki_nodes.Template], list[Wikicode | str]]] = {
+        self._text_templates: dict[str, Callable[[wt.Template], list[wt.Code | str]]] = {
             **{name: self._first_param for name in (
                 "nowrap", "nobr", "nobreak", "small", "smaller", "big", "larger", "abbr", "nihongo", "keypress",
                 "vanchor", "visible anchor", "em", "strong", "linktext", "sup", "sub")},
@@ -136,9 +133,9 @@ class WikitextCleaner:
         Returns:
           The clean text, its links and the link counts.
         """
-        code = mwparserfromhell.parse(unescape_if_double_escaped(wikitext))
+        code, links_seen = wt.parse(unescape_if_double_escaped(wikitext))
         counts: collections.Counter = collections.Counter()
-        counts["links_seen"] = _count_wikilinks(code)
+        counts["links_seen"] = links_seen
         state = _PageState()
         output = _Output()
         self._emit(code, output, counts, state, in_link=False)
@@ -159,7 +156,7 @@ class WikitextCleaner:
         visited = sum(value for key, value in counts.items()
                       if key not in ("links_seen", "links_via_redirect", "links_template_generated"))
         counts["links_in_removed_markup"] = counts["links_seen"] + counts["links_template_generated"] - visited
-        templates = frozenset(_template_name(node) for node in code.nodes if isinstance(node, wiki_nodes.Template))
+        templates = frozenset(_template_name(node) for node in code if type(node) is wt.Template)
         if _DISAMBIG_MAGIC in wikitext:
             templates |= {_DISAMBIG_MAGIC.lower()}
         return CleanedPage(text=text, links=tuple(links), interlanguage=tuple(state.interlanguage),
@@ -168,23 +165,28 @@ class WikitextCleaner:
 
     # -- traversal ---------------------------------------------------------------------------------------------
 
-    def _emit(self, code: Wikicode | str, output: _Output, counts: collections.Counter, state: "_PageState",
+    def _emit(self, code: wt.Code | str, output: _Output, counts: collections.Counter, state: "_PageState",
               in_link: bool) -> None:
-        """Appends the visible text of `code` to `output`, recording article links unless inside a link."""
+        """Appends the visible text of `code` to `output`, recording article links unless inside a link.
+
+        `code` is a node list, or a string printed as it is (text nodes inside lists are cleaned of stray markup).
+        """
         if isinstance(code, str):
             output.add(code)
             return
-        nodes = code.nodes
+        nodes = code
         skipped_level: int | None = None
         index = 0
-        while index < len(nodes):
+        count = len(nodes)
+        while index < count:
             node = nodes[index]
             index += 1
-            if isinstance(node, wiki_nodes.Heading):
+            kind = type(node)
+            if kind is wt.Heading:
                 if skipped_level is not None and node.level > skipped_level:
                     continue
                 skipped_level = None
-                heading = " ".join(node.title.strip_code().split()).casefold()
+                heading = " ".join(wt.strip_code(node.title).split()).casefold()
                 if heading in self.profile.dropped_sections:
                     skipped_level = node.level
                     continue
@@ -194,62 +196,62 @@ class WikitextCleaner:
             elif skipped_level is not None:
                 # Sections such as "External links" are dropped, but categories and interlanguage links at the
                 # end of the page sit inside the last section and must still be recorded.
-                if isinstance(node, wiki_nodes.Wikilink):
-                    self._record_page_link(node, counts, state)
+                if kind is wt.Wikilink:
+                    self._record_page_link(self.namespaces.classify(_plain(node.title)), counts, state)
                 continue
-            elif isinstance(node, wiki_nodes.Text):
-                output.add(_clean_plain(node.value))
-            elif isinstance(node, wiki_nodes.Wikilink):
-                following = nodes[index] if index < len(nodes) else None
+            elif kind is str:
+                output.add(_clean_plain(node))
+            elif kind is wt.Wikilink:
+                following = nodes[index] if index < count else None
                 trail = self._emit_link(node, following, output, counts, state, in_link)
                 if trail:
-                    output.add(_clean_plain(following.value[trail:]))
+                    output.add(_clean_plain(following[trail:]))
                     index += 1
-            elif isinstance(node, wiki_nodes.Tag):
+            elif kind is wt.Tag:
                 self._emit_tag(node, output, counts, state, in_link)
-            elif isinstance(node, wiki_nodes.Template):
+            elif kind is wt.Template:
                 name = _template_name(node)
                 handler = self._text_templates.get(name)
                 if handler is None and name.startswith("lang-"):
                     handler = self._first_param
                 for part in handler(node) if handler else ():
-                    if name in _LINK_PRINTING_TEMPLATES and isinstance(part, Wikicode):
-                        counts["links_template_generated"] += len(part.filter_wikilinks())
+                    if name in _LINK_PRINTING_TEMPLATES and not isinstance(part, str):
+                        counts["links_template_generated"] += len(wt.filter_wikilinks(part))
                     self._emit(part, output, counts, state, in_link)
-            elif isinstance(node, wiki_nodes.ExternalLink):
+            elif kind is wt.ExternalLink:
                 if node.brackets and node.title is not None:
                     self._emit(node.title, output, counts, state, in_link)
-            elif isinstance(node, wiki_nodes.HTMLEntity):
+            elif kind is wt.HTMLEntity:
                 output.add(node.normalize())
             # Comments and template arguments ({{{1}}}) print nothing.
 
-    def _emit_tag(self, node: wiki_nodes.Tag, output: _Output, counts: collections.Counter,
+    def _emit_tag(self, node: wt.Tag, output: _Output, counts: collections.Counter,
                   state: "_PageState", in_link: bool) -> None:
-        tag = str(node.tag).strip().lower()
+        tag = wt.source(node.tag).strip().lower()
         if tag in _DROPPED_TAGS:
             return
         if tag == "nowiki":
-            output.add(html.unescape(str(node.contents or "")))
+            output.add(html.unescape(wt.source(node.contents)))
             return
         starts_line = tag in _LINE_TAGS
         if starts_line:
             output.newline()
-        if node.contents is not None and not node.self_closing:
+        if not node.self_closing:
             self._emit(node.contents, output, counts, state, in_link)
             if starts_line:
                 output.newline()
 
-    def _emit_link(self, node: wiki_nodes.Wikilink, following: object, output: _Output,
+    def _emit_link(self, node: wt.Wikilink, following: object, output: _Output,
                    counts: collections.Counter, state: "_PageState", in_link: bool) -> int:
         """Emits one `[[...]]` link.
 
         Returns:
           How many characters of the following text node were taken as link trail (0 if none).
         """
-        if self._record_page_link(node, counts, state):
-            return 0
         written = _plain(node.title)
         target = self.namespaces.classify(written)
+        if self._record_page_link(target, counts, state):
+            return 0
         shown = node.text
         if target.kind is not LinkKind.ARTICLE:
             counts["links_interwiki" if target.kind is LinkKind.INTERWIKI else "links_other_namespace"] += 1
@@ -260,17 +262,17 @@ class WikitextCleaner:
             self._emit(shown if shown is not None else written.lstrip("#"), output, counts, state, True)
             return 0
         start = output.length
-        if shown is None and any(isinstance(part, wiki_nodes.Tag) for part in node.title.nodes):
+        if shown is None and any(type(part) is wt.Tag for part in node.title):
             self._emit(node.title, output, counts, state, True)  # e.g. [[Title with ''italic'' words]]
         elif shown is None:
             output.add(written.strip().lstrip(":").strip())
-        elif not str(shown).strip():
+        elif not wt.source(shown).strip():
             output.add(_pipe_trick(written))
         else:
             self._emit(shown, output, counts, state, True)
         trail = 0
-        if self._link_trail is not None and isinstance(following, wiki_nodes.Text):
-            match = self._link_trail.match(following.value)
+        if self._link_trail is not None and type(following) is str:
+            match = self._link_trail.match(following)
             if match:
                 trail = match.end()
                 output.add(match.group())
@@ -286,14 +288,12 @@ class WikitextCleaner:
         output.links.append((start, output.length, resolved))
         return trail
 
-    def _record_page_link(self, node: wiki_nodes.Wikilink, counts: collections.Counter,
-                          state: "_PageState") -> bool:
-        """Handles links that print nothing (files, categories, interlanguage links).
+    def _record_page_link(self, target: LinkTarget, counts: collections.Counter, state: "_PageState") -> bool:
+        """Handles links that print nothing (files, categories, interlanguage links), given the link's target.
 
         Returns:
           Whether the link was one of those.
         """
-        target = self.namespaces.classify(_plain(node.title))
         if target.leading_colon or target.kind not in (LinkKind.FILE, LinkKind.CATEGORY, LinkKind.INTERLANGUAGE):
             return False
         counts[f"links_{target.kind.value}"] += 1
@@ -306,22 +306,22 @@ class WikitextCleaner:
     # -- inline templates that print text ------------------------------------------------------------------------
 
     @staticmethod
-    def _first_param(template: wiki_nodes.Template) -> list[Wikicode | str]:
+    def _first_param(template: wt.Template) -> list[wt.Code | str]:
         value = _positional(template, 1)
         return [value] if value is not None else []
 
     @staticmethod
-    def _last_param(template: wiki_nodes.Template) -> list[Wikicode | str]:
+    def _last_param(template: wt.Template) -> list[wt.Code | str]:
         positional = [param.value for param in template.params if not param.showkey]
         return positional[-1:]
 
     @staticmethod
-    def _lang_text(template: wiki_nodes.Template) -> list[Wikicode | str]:
+    def _lang_text(template: wt.Template) -> list[wt.Code | str]:
         value = _positional(template, 2)
         return [value] if value is not None else []
 
     @staticmethod
-    def _convert(template: wiki_nodes.Template) -> list[Wikicode | str]:
+    def _convert(template: wt.Template) -> list[wt.Code | str]:
         values = [_plain(param.value).strip() for param in template.params if not param.showkey]
         if len(values) >= 4 and values[1] in _CONVERT_JOINERS:
             return [f"{values[0]} {values[1]} {values[2]} {values[3]}"]
@@ -330,13 +330,14 @@ class WikitextCleaner:
         return values[:1]
 
     @staticmethod
-    def _interlanguage_fallback(template: wiki_nodes.Template) -> list[Wikicode | str]:
+    def _interlanguage_fallback(template: wt.Template) -> list[wt.Code | str]:
         # {{ill|Local title|de|Foreign title|lt=shown}} renders as a (possibly red) local link.
         local = _positional(template, 1)
         if local is None:
             return []
-        shown = template.get("lt").value if template.has("lt") else local
-        return [mwparserfromhell.parse(f"[[{_plain(local).strip()}|{shown}]]")]
+        shown = template.get("lt")
+        shown = shown.value if shown is not None else local
+        return [wt.parse(f"[[{_plain(local).strip()}|{wt.source(shown)}]]")[0]]
 
 
 @dataclasses.dataclass
@@ -364,45 +365,19 @@ def unescape_if_double_escaped(wikitext: str) -> str:
     return wikitext
 
 
-def _count_wikilinks(code: Wikicode | None) -> int:
-    """Counts `[[...]]` links anywhere in the tree (a leaner `len(code.filter_wikilinks())`)."""
-    if code is None:
-        return 0
-    total = 0
-    for node in code.nodes:
-        if isinstance(node, wiki_nodes.Text):
-            continue
-        if isinstance(node, wiki_nodes.Wikilink):
-            total += 1 + _count_wikilinks(node.title) + _count_wikilinks(node.text)
-        elif isinstance(node, wiki_nodes.Template):
-            total += _count_wikilinks(node.name)
-            for param in node.params:
-                total += _count_wikilinks(param.name) + _count_wikilinks(param.value)
-        elif isinstance(node, wiki_nodes.Tag):
-            total += _count_wikilinks(node.contents)
-            for attribute in node.attributes:
-                total += _count_wikilinks(attribute.value)
-        elif isinstance(node, wiki_nodes.Heading):
-            total += _count_wikilinks(node.title)
-        elif isinstance(node, wiki_nodes.ExternalLink):
-            total += _count_wikilinks(node.url) + _count_wikilinks(node.title)
-        elif isinstance(node, wiki_nodes.Argument):
-            total += _count_wikilinks(node.name) + _count_wikilinks(node.default)
-    return total
-
-
-def _plain(code: Wikicode | str) -> str:
+def _plain(code: wt.Code | str) -> str:
     """The literal text of a title-like fragment: text, entities and style quotes; no comments or templates."""
     if isinstance(code, str):
         return html.unescape(code)
     parts = []
-    for node in code.nodes:
-        if isinstance(node, wiki_nodes.Text):
-            parts.append(node.value)
-        elif isinstance(node, wiki_nodes.HTMLEntity):
+    for node in code:
+        kind = type(node)
+        if kind is str:
+            parts.append(node)
+        elif kind is wt.HTMLEntity:
             parts.append(node.normalize())
-        elif isinstance(node, wiki_nodes.Tag) and node.wiki_markup:
-            parts.append(str(node))  # '' and ''' are title characters when they appear inside a link target.
+        elif kind is wt.Tag and node.wiki_markup:
+            parts.append(node.source())  # '' and ''' are title characters when they appear inside a link target.
     return "".join(parts)
 
 
