@@ -11,6 +11,7 @@ passage span is its article span minus the passage start.
 """
 
 import bisect
+import functools
 import re
 from typing import Iterator
 
@@ -52,29 +53,54 @@ def split_passages(article: Article, units_per_passage: int = 100, char_units: b
     if units_per_passage <= 0:
         raise ValueError(f"units_per_passage must be positive, got {units_per_passage}")
     text = article.text
-    units = [match.span() for match in (_CHAR_UNIT if char_units else _WORD).finditer(text)]
-    if not units:
-        return []
-    unit_ends = [end for _, end in units]
+    block, unit, run = _patterns(units_per_passage, char_units)
     link_starts = [link.start for link in article.links]
     passages: list[Passage] = []
-    first_unit = 0
     link_index = 0
-    while first_unit < len(units):
-        last_unit = min(first_unit + units_per_passage, len(units)) - 1
-        start, end = units[first_unit][0], units[last_unit][1]
-        # Extend past any link whose anchor starts inside the block but ends after it.
+    position = 0
+    while True:
+        # One match is one block: the next `units_per_passage` units (fewer at the end of the text).
+        match = block.search(text, position)
+        if match is None:
+            return passages
+        start, end = match.span()
+        # Extend past any link whose anchor starts inside the block but ends after it, to the end of the unit
+        # that holds the anchor's last character.
         covering = bisect.bisect_left(link_starts, end) - 1
         if covering >= 0 and article.links[covering].end > end:
-            end = article.links[covering].end
-            last_unit = bisect.bisect_left(unit_ends, end)
-            end = max(end, units[min(last_unit, len(units) - 1)][1])
+            end = _end_of_unit(text, article.links[covering].end, unit, run)
         links, link_index = _links_inside(article.links, link_index, start, end)
         passages.append(Passage(
             passage_id=passage_id(article.lang, article.page_id, len(passages)), lang=article.lang,
             title=article.title, text=text[start:end].replace("\n", " "), links=links))
-        first_unit = last_unit + 1
-    return passages
+        position = end
+
+
+@functools.lru_cache(maxsize=16)
+def _patterns(units_per_passage: int, char_units: bool) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    """(a block of up to `units_per_passage` units, one unit, the part of a unit that can follow any character)."""
+    unit = _CHAR_UNIT if char_units else _WORD
+    gap = r"\s*" if char_units else r"\s+"
+    block = re.compile(rf"(?:{unit.pattern})(?:{gap}(?:{unit.pattern})){{0,{units_per_passage - 1}}}")
+    # A unit continues through these characters (a word: any non-space; a run: non-space, non-space-less-script).
+    run = re.compile(rf"[^\s{_SPACELESS_SCRIPTS}]*" if char_units else r"\S*")
+    return block, unit, run
+
+
+def _end_of_unit(text: str, position: int, unit: re.Pattern, run: re.Pattern) -> int:
+    """End of the first unit that ends at or after `position` (or `position` when no unit does).
+
+    Units are maximal matches of `unit`, as `unit.finditer(text)` yields them.
+    """
+    previous = text[position - 1] if position > 0 else " "
+    if not previous.isspace():
+        # The character before `position` belongs to a unit: it goes on through `run` characters, unless it is
+        # a unit by itself (a character of a space-less script).
+        if run.fullmatch(previous):
+            return run.match(text, position).end()
+        return position
+    following = unit.search(text, position)
+    return following.end() if following is not None else position
 
 
 def _links_inside(links: tuple[Link, ...], first: int, start: int, end: int) -> tuple[tuple[Link, ...], int]:

@@ -241,6 +241,23 @@ class Tag:
 # ----------------------------------------------------------------------------------------------------- building
 
 
+class _End(dict):
+    """A token marking the end of the token list."""
+
+
+# The tokens that end each part of each construct.
+_TEMPLATE_NAME_STOPS = (T.TemplateParamSeparator, T.TemplateClose)
+_TEMPLATE_PARAM_STOPS = (T.TemplateParamEquals, T.TemplateParamSeparator, T.TemplateClose)
+_ARGUMENT_STOPS = (T.ArgumentSeparator, T.ArgumentClose)
+_WIKILINK_STOPS = (T.WikilinkSeparator, T.WikilinkClose)
+_EXTERNAL_LINK_STOPS = (T.ExternalLinkSeparator, T.ExternalLinkClose)
+_HEADING_STOPS = (T.HeadingEnd,)
+_COMMENT_STOPS = (T.CommentEnd,)
+_ATTRIBUTE_STOPS = (T.TagAttrEquals, T.TagAttrQuote, T.TagAttrStart, T.TagCloseOpen, T.TagCloseSelfclose)
+_TAG_STOPS = (T.TagAttrStart, T.TagCloseOpen, T.TagOpenClose, T.TagCloseSelfclose, T.TagCloseClose)
+_END_STOPS = (_End,)
+
+
 class _Builder:
     """Turns mwparserfromhell's token list into the tree above (the logic of its `Builder`, minus the setters).
 
@@ -249,10 +266,10 @@ class _Builder:
     """
 
     def __init__(self, tokens: list):
+        tokens.append(_End())
         tokens.reverse()
         self._pop = tokens.pop
         self._push_back = tokens.append
-        self._tokens = tokens
         self.wikilinks = 0
         self._handlers = {
             T.TemplateOpen: self._template, T.ArgumentOpen: self._argument, T.WikilinkOpen: self._wikilink,
@@ -260,20 +277,11 @@ class _Builder:
             T.CommentStart: self._comment, T.TagOpenOpen: self._tag,
         }
 
-    def _error(self, what: str) -> ValueError:
-        return ValueError(f"wikitext tree: {what} missed its close token")
-
-    def _node(self, token) -> Node:
-        try:
-            return self._handlers[type(token)](token)
-        except KeyError:
-            raise ValueError(f"wikitext tree: unexpected token {type(token).__name__}") from None
-
     def _until(self, stops: tuple) -> tuple[Code, object]:
         """Nodes up to the first token whose type is in `stops`; returns them and that token."""
         code: Code = []
-        append, pop, text = code.append, self._pop, T.Text
-        while self._tokens:
+        append, pop, text, handlers = code.append, self._pop, T.Text, self._handlers
+        while True:
             token = pop()
             kind = type(token)
             if kind is text:
@@ -281,29 +289,28 @@ class _Builder:
             elif kind in stops:
                 return code, token
             else:
-                append(self._node(token))
-        raise self._error(stops[0].__name__)
+                handler = handlers.get(kind)
+                if handler is None:
+                    what = f"no {stops[-1].__name__} token before the end" if kind is _End else (
+                        f"unexpected token {kind.__name__}")
+                    raise ValueError(f"wikitext tree: {what}")
+                append(handler(token))
 
     def build(self) -> Code:
-        code: Code = []
-        append, pop, text = code.append, self._pop, T.Text
-        while self._tokens:
-            token = pop()
-            append(token["text"] if type(token) is text else self._node(token))
+        code, _ = self._until(_END_STOPS)
         return code
 
     def _template(self, _) -> "Template":
-        stops = (T.TemplateParamEquals, T.TemplateParamSeparator, T.TemplateClose)
-        name, token = self._until((T.TemplateParamSeparator, T.TemplateClose))
+        name, token = self._until(_TEMPLATE_NAME_STOPS)
         params: list[Parameter] = []
         default = 1
         while type(token) is T.TemplateParamSeparator:
-            value, token = self._until(stops)
+            value, token = self._until(_TEMPLATE_PARAM_STOPS)
             if type(token) is T.TemplateParamEquals:
                 key = value
-                value, token = self._until(stops)
+                value, token = self._until(_TEMPLATE_PARAM_STOPS)
                 while type(token) is T.TemplateParamEquals:  # a further "=" restarts the value (as mwparserfromhell)
-                    key, (value, token) = value, self._until(stops)
+                    key, (value, token) = value, self._until(_TEMPLATE_PARAM_STOPS)
                 params.append(Parameter(key, value, True))
             else:
                 params.append(Parameter([str(default)], value, False))
@@ -311,34 +318,34 @@ class _Builder:
         return Template(name, params)
 
     def _argument(self, _) -> "Argument":
-        name, token = self._until((T.ArgumentSeparator, T.ArgumentClose))
+        name, token = self._until(_ARGUMENT_STOPS)
         if type(token) is T.ArgumentClose:
             return Argument(name, None)
-        default, token = self._until((T.ArgumentSeparator, T.ArgumentClose))
+        default, token = self._until(_ARGUMENT_STOPS)
         while type(token) is T.ArgumentSeparator:  # a second "|" restarts the default, as mwparserfromhell does
-            name, (default, token) = default, self._until((T.ArgumentSeparator, T.ArgumentClose))
+            name, (default, token) = default, self._until(_ARGUMENT_STOPS)
         return Argument(name, default)
 
     def _wikilink(self, _) -> "Wikilink":
         self.wikilinks += 1
-        title, token = self._until((T.WikilinkSeparator, T.WikilinkClose))
+        title, token = self._until(_WIKILINK_STOPS)
         if type(token) is T.WikilinkClose:
             return Wikilink(title, None)
-        text, token = self._until((T.WikilinkSeparator, T.WikilinkClose))
+        text, token = self._until(_WIKILINK_STOPS)
         while type(token) is T.WikilinkSeparator:
-            title, (text, token) = text, self._until((T.WikilinkSeparator, T.WikilinkClose))
+            title, (text, token) = text, self._until(_WIKILINK_STOPS)
         return Wikilink(title, text)
 
     def _external_link(self, opening) -> "ExternalLink":
         brackets = bool(opening.get("brackets"))
-        url, token = self._until((T.ExternalLinkSeparator, T.ExternalLinkClose))
+        url, token = self._until(_EXTERNAL_LINK_STOPS)
         if type(token) is T.ExternalLinkClose:
             return ExternalLink(url, None, brackets, False)
         suppress_space = token.get("suppress_space") is True
-        title, token = self._until((T.ExternalLinkSeparator, T.ExternalLinkClose))
+        title, token = self._until(_EXTERNAL_LINK_STOPS)
         while type(token) is T.ExternalLinkSeparator:
             suppress_space = token.get("suppress_space") is True
-            url, (title, token) = title, self._until((T.ExternalLinkSeparator, T.ExternalLinkClose))
+            url, (title, token) = title, self._until(_EXTERNAL_LINK_STOPS)
         return ExternalLink(url, title, brackets, suppress_space)
 
     def _entity(self, _) -> "HTMLEntity":
@@ -356,21 +363,20 @@ class _Builder:
         return HTMLEntity(token["text"], True, False)
 
     def _heading(self, opening) -> "Heading":
-        title, _ = self._until((T.HeadingEnd,))
+        title, _ = self._until(_HEADING_STOPS)
         return Heading(title, opening["level"])
 
     def _comment(self, _) -> "Comment":
-        contents, _ = self._until((T.CommentEnd,))
+        contents, _ = self._until(_COMMENT_STOPS)
         return Comment(source(contents))
 
     def _attribute(self, start) -> "Attribute":
-        stops = (T.TagAttrEquals, T.TagAttrQuote, T.TagAttrStart, T.TagCloseOpen, T.TagCloseSelfclose)
         links_before = self.wikilinks  # links inside an attribute's name do not count
         name: Optional[Code] = None
         quotes = None
         parts: list[Code] = []
         while True:
-            part, token = self._until(stops)
+            part, token = self._until(_ATTRIBUTE_STOPS)
             parts.append(part)
             kind = type(token)
             if kind is T.TagAttrEquals:
@@ -400,10 +406,9 @@ class _Builder:
         contents: Optional[Code] = None
         wiki_style_separator = None
         padding = None
-        stops = (T.TagAttrStart, T.TagCloseOpen, T.TagOpenClose, T.TagCloseSelfclose, T.TagCloseClose)
         links_before = self.wikilinks
         while True:
-            part, token = self._until(stops)
+            part, token = self._until(_TAG_STOPS)
             kind = type(token)
             if kind is T.TagAttrStart:
                 # Nodes before an attribute are the tag name (it cannot hold links that count).
