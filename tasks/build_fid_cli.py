@@ -10,9 +10,7 @@ built with `class-jax index`; any language). `--out` may hold `{lang}` for the p
 
 import argparse
 import pathlib
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Any
 
 from class_jax.data.teacher import BM25Teacher
 from class_jax.errors import UserError
@@ -21,32 +19,6 @@ from class_jax.tasks import fid_files
 from class_jax.tasks import query_sources
 from class_jax.trainer import distributed
 from class_jax.trainer import gin_utils
-
-
-class IndexRetriever:
-    """A class_jax checkpoint + its index as a `fid_builders.Retriever` (passage ids and scores, best first)."""
-
-    def __init__(self, args: argparse.Namespace):
-        # Imported here: jax/model loading is only needed for dense retrieval.
-        from class_jax.retrieval import loading, retrieve  # pylint: disable=import-outside-toplevel
-        from class_jax.retrieval.encoder import RetrievalEncoder  # pylint: disable=import-outside-toplevel
-        from class_jax.retrieval.index_reader import IndexReader  # pylint: disable=import-outside-toplevel
-
-        partitioner = loading.start(args)
-        index = IndexReader(args.index)
-        self._vocabulary, loaded = retrieve.load_model_for_index(index, args.checkpoint, args.vocab, partitioner)
-        try:
-            self._encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, args.batch_size)
-        except ValueError as e:
-            raise UserError(f"--batch_size {args.batch_size}: {e}") from e
-        self._searcher = retrieve.make_index_searcher(loaded, index, args.backend)
-        self._encode = retrieve.encode_queries
-
-    def top_k(self, queries: Sequence[str], k: int) -> list[tuple[list[str], list[float]]]:
-        vectors = self._encode(self._encoder, self._vocabulary, list(queries))
-        scores, ids = self._searcher.search(vectors, k)
-        return [([str(i) for i in row_ids], [float(s) for s in row_scores])
-                for row_ids, row_scores in zip(np.asarray(ids), np.asarray(scores))]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +62,10 @@ def _check(args: argparse.Namespace) -> None:
 
 def _retriever(args: argparse.Namespace, passages: dict) -> Any:
     if args.retriever == "index":
-        return IndexRetriever(args)
+        # Imported here: jax and model loading are only needed for dense retrieval.
+        from class_jax.retrieval import loading, retrieve  # pylint: disable=import-outside-toplevel
+        return retrieve.IndexRetriever(args.index, args.checkpoint, args.vocab, loading.start(args),
+                                       args.batch_size, args.backend)
     if set(args.passage_langs) != {"en"}:
         raise UserError("--retriever bm25 searches English passages only: use --passage_langs en or --retriever index")
     return BM25Teacher.build(passages.values())

@@ -102,3 +102,44 @@ def load_model_for_index(index: IndexReader, checkpoint: str, vocabulary_path: O
     loaded = loading.load_model(checkpoint, partitioner, vocabulary)
     index.check_model(loaded.identity)
     return vocabulary, loaded
+
+
+class IndexRetriever:
+    """A class_jax checkpoint + the index it built, as a retriever of (passage ids, scores), best first."""
+
+    def __init__(self, index_dir: str, checkpoint: str, vocabulary_path: Optional[str], partitioner: Partitioner,
+                 batch_size: int = 64, backend: str = "device",
+                 query_length: int = text_inputs.QUERY_MAX_LENGTH):
+        """Loads the model and opens a searcher over the index.
+
+        Args:
+          index_dir: written by `class-jax index`.
+          checkpoint: the params directory that built it.
+          vocabulary_path: a SentencePiece model, or None for the checkpoint's own.
+          partitioner: where the parameters are placed.
+          batch_size: questions encoded per step over all devices.
+          backend: "device" or "faiss".
+          query_length: query tokens kept (the length the model was trained with).
+
+        Raises:
+          UserError: the model or vocabulary differs from the index's, or a batch that does not split over the
+            devices.
+        """
+        from class_jax.retrieval.encoder import RetrievalEncoder  # pylint: disable=import-outside-toplevel
+        from class_jax.retrieval.index_reader import IndexReader  # pylint: disable=import-outside-toplevel
+
+        index = IndexReader(index_dir)
+        self.vocabulary, self.loaded = load_model_for_index(index, checkpoint, vocabulary_path, partitioner)
+        try:
+            self.encoder = RetrievalEncoder(self.loaded.model, self.loaded.params, partitioner, batch_size)
+        except ValueError as e:
+            raise UserError(f"batch size {batch_size}: {e}") from e
+        self.query_length = query_length
+        self.searcher = make_index_searcher(self.loaded, index, backend, query_length=query_length)
+
+    def top_k(self, queries: Sequence[str], k: int) -> list[tuple[list[str], list[float]]]:
+        """The k best passages of each query: [(passage ids, scores)], best first."""
+        vectors = encode_queries(self.encoder, self.vocabulary, list(queries), self.query_length)
+        scores, ids = self.searcher.search(vectors, k)
+        return [([str(i) for i in row_ids], [float(s) for s in row_scores])
+                for row_ids, row_scores in zip(np.asarray(ids), np.asarray(scores))]
