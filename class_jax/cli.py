@@ -18,6 +18,7 @@ from class_jax.errors import UserError
 
 # name -> (module, one-line help), in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("class_jax.demo.cli", "the whole method on the generated wiki, with a report (about 10 min on a laptop)"),
     "make-demo-wiki": ("class_jax.data.demo_cli", "generate the small multilingual demo wiki in real dump formats"),
     "ingest": ("class_jax.data.ingest_cli", "Wikipedia dump + langlinks/Wikidata -> articles, passages, entities"),
     "mine": ("class_jax.data.mine_cli", "mine CLR-PT / MLQA-PT examples from an ingested corpus (Apache Beam)"),

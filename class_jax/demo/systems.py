@@ -1,0 +1,196 @@
+"""Scoring one system of the demo report on the held-out dev questions.
+
+Retrieval (cross-lingual): the XOR-Retrieve-style dev questions (target-language question, English answer span)
+against the English passages only — the official R@2kt / R@5kt, plus R@n over the top n passages with the same
+answer test, because the demo's English wiki is small enough for 2,000 tokens (about 20 passages) to cover a
+sizeable part of it.
+
+Answers: the XOR-Full-style dev questions (answers in the question's language) with each model's own top-k
+passages from the multilingual index, decoded by its reader through `demo/eval_xor_full.gin` (seqio.Evaluator
+and the MKQA/CORA F1 / EM scorer, per language).
+
+A model system goes through the same code as `class-jax index`, `retrieve`, `build-fid` and `eval`.
+"""
+
+import dataclasses
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from class_jax.data import corpus_io
+from class_jax.data.teacher import BM25Teacher
+from class_jax.evaluation import metrics, text, xor_retrieve
+from class_jax.evaluation.records import GoldQuestion
+from class_jax.tasks import fid_builders, fid_files, query_sources
+from class_jax.trainer import gin_utils
+
+RETRIEVAL_QUESTIONS = "xor_dev_retrieve_eng_span_v1_1.jsonl"
+ANSWER_QUESTIONS = "xor_dev_full_v1_1.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo's shared inputs are."""
+
+    wiki: pathlib.Path
+    corpus: pathlib.Path
+    vocab: pathlib.Path
+    vocab_size: int
+
+    @property
+    def questions(self) -> pathlib.Path:
+        """The XOR-TyDi-format question files of the demo wiki."""
+        return self.wiki / "xor_tydi"
+
+    def gin_bindings(self) -> list[str]:
+        """What every demo gin file needs (gin/demo/common.gin)."""
+        return [f"VOCAB_PATH = '{self.vocab}'", f"NUM_EMBEDDINGS = {self.vocab_size}"]
+
+
+def demo_feature_lengths(paths: DemoPaths) -> dict[str, int]:
+    """k and the query / passage lengths the demo gin files train with (read from gin/demo/common.gin)."""
+    gin_utils.parse_gin(["demo/common.gin"], paths.gin_bindings())
+    try:
+        return {name: gin_utils.gin.query_parameter(f"%{name}")
+                for name in ("NUM_PASSAGES", "QUERY_LENGTH", "PASSAGE_LENGTH")}
+    finally:
+        gin_utils.gin.clear_config()
+
+
+def _percent(hits: Sequence[bool]) -> float:
+    return round(100.0 * float(np.mean(hits)), 2) if hits else float("nan")
+
+
+def retrieval_report(questions: Sequence[GoldQuestion], ranked_texts: Sequence[Sequence[str]],
+                     recall_at: Sequence[int]) -> dict[str, Any]:
+    """Cross-lingual recall of ranked English passages, overall (macro over languages) and per language.
+
+    Args:
+      questions: the dev questions (English answer spans).
+      ranked_texts: each question's retrieved passage texts, best first.
+      recall_at: passage counts n for R@n (the official answer test on the tokens of the top n passages).
+
+    Returns:
+      {"R@2kt", "R@5kt", "R@<n>"..., "per_language": {lang: the same}}, in percent.
+    """
+    targets = [{"lang": q.lang, "answers": list(q.answers)} for q in questions]
+    official = metrics.xor_retrieve_recall(targets, [list(texts) for texts in ranked_texts])
+    languages = sorted({q.lang for q in questions})
+    report: dict[str, Any] = {name: round(official[name], 2) for name in ("R@2kt", "R@5kt")}
+    per_language = {lang: {name: round(official[f"{name}_{lang}"], 2) for name in ("R@2kt", "R@5kt")}
+                    for lang in languages}
+    for n in recall_at:
+        hits = [xor_retrieve.official_hit(xor_retrieve.span_answers(q.answers),
+                                          " ".join(token for passage in texts[:n]
+                                                   for token in text.official_word_tokenize(passage)))
+                for q, texts in zip(questions, ranked_texts)]
+        for lang in languages:
+            per_language[lang][f"R@{n}"] = _percent([h for h, q in zip(hits, questions) if q.lang == lang])
+        report[f"R@{n}"] = round(float(np.mean([per_language[lang][f"R@{n}"] for lang in languages])), 2)
+    report["per_language"] = per_language
+    return report
+
+
+def answer_report(results: dict[str, float], languages: Sequence[str]) -> dict[str, Any]:
+    """F1 / EM overall and per language from the eval task's metrics."""
+    return {"f1": round(results["f1"], 2), "em": round(results["em"], 2),
+            "per_language": {lang: {"f1": round(results[f"f1_{lang}"], 2), "em": round(results[f"em_{lang}"], 2)}
+                             for lang in languages if f"f1_{lang}" in results}}
+
+
+def _ranked_texts(retriever: Any, questions: Sequence[GoldQuestion], passages: dict, depth: int) -> list[list[str]]:
+    ranked = retriever.top_k([q.question for q in questions], depth)
+    return [[passages[passage_id].text for passage_id in ids] for ids, _ in ranked]
+
+
+def bm25_system(paths: DemoPaths, recall_at: Sequence[int], depth: int) -> dict[str, Any]:
+    """BM25 over the English passages with the native-language question (retrieval only)."""
+    english = fid_builders.load_passages(paths.corpus, ["en"])
+    questions = query_sources.load_xor_questions(paths.questions / RETRIEVAL_QUESTIONS)
+    ranked = _ranked_texts(BM25Teacher.build(english.values()), questions, english, depth)
+    return {"retrieval": retrieval_report(questions, ranked, recall_at), "answers": None}
+
+
+def build_index(params_dir: pathlib.Path, paths: DemoPaths, languages: Sequence[str] | None,
+                out: pathlib.Path, passage_length: int) -> pathlib.Path:
+    """`class-jax index` for a params directory (resumes a killed build; a complete index is kept)."""
+    from class_jax.retrieval import corpus_encoder, loading  # pylint: disable=import-outside-toplevel
+    from class_jax.retrieval.corpus_source import CorpusSource  # pylint: disable=import-outside-toplevel
+    from class_jax.retrieval.encoder import RetrievalEncoder  # pylint: disable=import-outside-toplevel
+    from class_jax.trainer.partitioning import Partitioner  # pylint: disable=import-outside-toplevel
+
+    partitioner = Partitioner()
+    vocabulary, vocabulary_sha256 = loading.load_vocabulary(str(paths.vocab), str(params_dir))
+    loaded = loading.load_model(str(params_dir), partitioner, vocabulary)
+    encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, batch_size=64)
+    corpus_encoder.encode_corpus(encoder, vocabulary, CorpusSource.plan(paths.corpus, languages), str(out),
+                                 loaded.identity, vocabulary_sha256, dtype="float32",
+                                 passage_max_length=passage_length, progress=False)
+    return out
+
+
+def index_retriever(params_dir: pathlib.Path, index_dir: pathlib.Path, paths: DemoPaths, query_length: int):
+    """The model + its index as a retriever (the `class-jax retrieve` / `build-fid --retriever index` path)."""
+    from class_jax.retrieval import retrieve  # pylint: disable=import-outside-toplevel
+    from class_jax.trainer.partitioning import Partitioner  # pylint: disable=import-outside-toplevel
+    return retrieve.IndexRetriever(str(index_dir), str(params_dir), str(paths.vocab), Partitioner(),
+                                   batch_size=64, query_length=query_length)
+
+
+def write_question_fid(retriever: Any, question_file: pathlib.Path, passages: dict, out: pathlib.Path,
+                       num_passages: int, with_target: bool) -> int:
+    """`class-jax build-fid --kind questions`: the questions with the retriever's top k; returns the count."""
+    questions = query_sources.load_xor_questions(question_file)
+    manifest = fid_files.write_fid_examples(
+        fid_builders.fid_examples_for_questions(questions, retriever, passages, num_passages,
+                                                with_target=with_target),
+        str(out), 1, num_passages=num_passages, overwrite=True)
+    return manifest["num_examples"]
+
+
+def evaluate_answers(params_dir: pathlib.Path, fid_dir: pathlib.Path, out: pathlib.Path, paths: DemoPaths,
+                     languages: Sequence[str]) -> dict[str, Any]:
+    """`class-jax eval` with demo/eval_xor_full.gin: greedy answers, F1 / EM per language."""
+    import class_jax.trainer.evaluate as eval_script  # pylint: disable=import-outside-toplevel
+    gin_utils.parse_gin(["demo/eval_xor_full.gin"], paths.gin_bindings() + [
+        f"CHECKPOINT_PATH = '{params_dir}'", f"EVAL_OUTPUT_DIR = '{out}'", f"EVAL_FID_DIRS = '{fid_dir}'",
+        "eval_script.evaluate.tensorboard = False"])
+    try:
+        results = gin_utils.run_configured(eval_script.evaluate)
+    finally:
+        gin_utils.gin.clear_config()
+    return answer_report(results["eval_xor_full"], languages)
+
+
+def model_system(params_dir: pathlib.Path, paths: DemoPaths, out: pathlib.Path, languages: Sequence[str],
+                 recall_at: Sequence[int], depth: int) -> dict[str, Any]:
+    """Indexes the corpus with a model, then scores its cross-lingual retrieval and its answers.
+
+    Args:
+      params_dir: the model (a params directory).
+      paths: the demo's inputs.
+      out: this system's evaluation folder (indexes, FiD files, decoded answers).
+      languages: the evaluated question languages.
+      recall_at: R@n cut-offs.
+      depth: passages retrieved per retrieval question.
+
+    Returns:
+      {"retrieval": retrieval_report(...), "answers": answer_report(...), "indexes": {...}}.
+    """
+    lengths = demo_feature_lengths(paths)
+    english_index = build_index(params_dir, paths, ["en"], out / "index_en", lengths["PASSAGE_LENGTH"])
+    full_index = build_index(params_dir, paths, None, out / "index_all", lengths["PASSAGE_LENGTH"])
+
+    english = fid_builders.load_passages(paths.corpus, ["en"])
+    questions = query_sources.load_xor_questions(paths.questions / RETRIEVAL_QUESTIONS)
+    retriever = index_retriever(params_dir, english_index, paths, lengths["QUERY_LENGTH"])
+    retrieval = retrieval_report(questions, _ranked_texts(retriever, questions, english, depth), recall_at)
+
+    everything = fid_builders.load_passages(paths.corpus, corpus_io.corpus_languages(paths.corpus))
+    retriever = index_retriever(params_dir, full_index, paths, lengths["QUERY_LENGTH"])
+    write_question_fid(retriever, paths.questions / ANSWER_QUESTIONS, everything, out / "dev_full_fid",
+                       lengths["NUM_PASSAGES"], with_target=False)
+    answers = evaluate_answers(params_dir, out / "dev_full_fid", out / "answers", paths, languages)
+    return {"retrieval": retrieval, "answers": answers,
+            "indexes": {"en": str(english_index), "all": str(full_index)}}
