@@ -9,14 +9,19 @@ import bisect
 import re
 from typing import Sequence
 
-# Residue of removed markup: empty brackets, space before punctuation, space after an opening bracket.
+# Residue of removed markup: empty brackets, space before punctuation, space after an opening bracket. (The
+# leading lookahead only lets the scan skip ahead to "(" or whitespace, where every alternative starts.)
 _RESIDUE = re.compile(
+    r"(?=[(\s])(?:"
     r"\((?:[\s,;:\u200e\u200f]|&nbsp;)*\)"
     r"|[ \t\u00a0\u2009]+(?=[.,;:!?)\]。、，．])"
     r"|(?<=\()[ \t\u00a0]+"
+    r")"
 )
-# Whitespace that is not a single plain space: runs, line breaks with their surroundings, tabs, no-break spaces.
-_IRREGULAR_WHITESPACE = re.compile(r"\s*\n\s*|[^\S\n]{2,}|[^\S\n ]|^ | $")
+# Whitespace runs that are not a single plain space (line breaks with their surroundings, runs of blanks, tabs,
+# no-break spaces), matched whole. Written so that every alternative starts with one character class, which the
+# regex engine scans for quickly; leading and trailing whitespace is handled apart.
+_IRREGULAR_WHITESPACE = re.compile(r"[^\S ]\s*|\s\s+")
 
 
 class _PieceMap:
@@ -82,23 +87,21 @@ def _collapse_whitespace(text: str) -> tuple[str, _PieceMap]:
     # number of pieces is the number of irregularities, not the number of words.
     pieces: list[tuple[int, int, int]] = []
     output: list[str] = []
-    cursor = 0
+    cursor = len(text) - len(text.lstrip())  # leading and trailing whitespace goes entirely
+    stop = len(text.rstrip())
     length = 0
-    for match in _IRREGULAR_WHITESPACE.finditer(text):
-        start, end = match.span()
-        if start > cursor:
-            pieces.append((cursor, start, length))
-            output.append(text[cursor:start])
-            length += start - cursor
-        cursor = end
-        if start == 0 or end == len(text):
-            continue  # Leading and trailing whitespace goes entirely.
-        replacement = "\n" if "\n" in match.group() else " "
-        output.append(replacement)
-        length += 1
-    if cursor < len(text):
-        pieces.append((cursor, len(text), length))
-        output.append(text[cursor:])
+    if cursor < stop:
+        for match in _IRREGULAR_WHITESPACE.finditer(text, cursor, stop):
+            start, end = match.span()
+            if start > cursor:
+                pieces.append((cursor, start, length))
+                output.append(text[cursor:start])
+                length += start - cursor
+            cursor = end
+            output.append("\n" if "\n" in match.group() else " ")
+            length += 1
+        pieces.append((cursor, stop, length))
+        output.append(text[cursor:stop])
     return "".join(output), _PieceMap(pieces)
 
 

@@ -32,10 +32,13 @@ _DROPPED_TAGS = frozenset({
 # Tags that start a new line (wiki list markup comes as self-closing tags followed by the item's text).
 _LINE_TAGS = frozenset({"li", "dt", "dd", "br", "hr", "p", "div", "blockquote", "ul", "ol", "dl", "center"})
 _MAGIC_WORD = re.compile(r"__[A-ZÀ-ÖØ-ÞА-ЯЁ_]{3,}__")
-_STRAY_MARKUP = re.compile(r"'{2,}|\[\[|\]\]|\{\{|\}\}|\{\||\|\}|</?ref\b[^>\n]*>", re.IGNORECASE)
+# (The leading lookahead lets the scan skip ahead to the characters every alternative starts with.)
+_STRAY_MARKUP = re.compile(r"(?=['\[\]{}|<])(?:'{2,}|\[\[|\]\]|\{\{|\}\}|\{\||\|\}|</?ref\b[^>\n]*>)", re.IGNORECASE)
 _RESIDUE_CHECK = re.compile(r"\{\{|\}\}|\[\[|\]\]|<ref|</ref|<!--|\{\||\|\}|''")
 _CONVERT_JOINERS = frozenset({"-", "–", "to", "and", "or", "by", "x", "×", "&", "+"})
 _DISAMBIG_MAGIC = "__DISAMBIG__"
+# Link targets classified per cleaner, remembered up to this many distinct targets (then forgotten at once).
+_TARGET_CACHE_SIZE = 1 << 16
 # Templates that print a link which is not written as `[[...]]` in the source.
 _LINK_PRINTING_TEMPLATES = frozenset({"ill", "interlanguage link", "illm"})
 
@@ -109,6 +112,7 @@ class WikitextCleaner:
     def __init__(self, namespaces: NamespaceTable, profile: LanguageProfile,
                  redirects: RedirectTable | None = None):
         self.namespaces = namespaces
+        self._targets: dict[str, LinkTarget] = {}
         self.profile = profile
         self.redirects = redirects
         self._link_trail = re.compile(profile.link_trail) if profile.link_trail else None
@@ -197,7 +201,7 @@ class WikitextCleaner:
                 # Sections such as "External links" are dropped, but categories and interlanguage links at the
                 # end of the page sit inside the last section and must still be recorded.
                 if kind is wt.Wikilink:
-                    self._record_page_link(self.namespaces.classify(_plain(node.title)), counts, state)
+                    self._record_page_link(self._classify(_plain(node.title)), counts, state)
                 continue
             elif kind is str:
                 output.add(_clean_plain(node))
@@ -249,7 +253,7 @@ class WikitextCleaner:
           How many characters of the following text node were taken as link trail (0 if none).
         """
         written = _plain(node.title)
-        target = self.namespaces.classify(written)
+        target = self._classify(written)
         if self._record_page_link(target, counts, state):
             return 0
         shown = node.text
@@ -287,6 +291,15 @@ class WikitextCleaner:
                 resolved = final
         output.links.append((start, output.length, resolved))
         return trail
+
+    def _classify(self, written: str) -> LinkTarget:
+        """`namespaces.classify`, remembered: the same targets recur across links and pages."""
+        target = self._targets.get(written)
+        if target is None:
+            if len(self._targets) >= _TARGET_CACHE_SIZE:
+                self._targets.clear()
+            target = self._targets[written] = self.namespaces.classify(written)
+        return target
 
     def _record_page_link(self, target: LinkTarget, counts: collections.Counter, state: "_PageState") -> bool:
         """Handles links that print nothing (files, categories, interlanguage links), given the link's target.
@@ -383,7 +396,8 @@ def _plain(code: wt.Code | str) -> str:
 
 def _clean_plain(text: str) -> str:
     """Removes magic words and unbalanced markup that the parser left as plain text."""
-    text = _MAGIC_WORD.sub("", text)
+    if "__" in text:
+        text = _MAGIC_WORD.sub("", text)
     return _STRAY_MARKUP.sub("", text)
 
 
