@@ -43,6 +43,8 @@ EXTRAS_REQUIRE = {
     # Hugging Face import/export verification and parity tests.
     "hf": ["torch==2.13.0", "transformers==5.24.0"],
     "test": ["pytest==9.2.0"],
+    # Benchmark peers that are not needed otherwise (bench/mining.py compares ingestion with WikiExtractor).
+    "bench": ["wikiextractor==3.1.0"],
 }
 
 setuptools.setup(

@@ -1,0 +1,141 @@
+"""Helpers shared by the benchmark scripts: timing, the measured matmul peak, model shapes, tables, JSON.
+
+The scripts run as `python bench/NAME.py`, so this directory is on `sys.path` and they import it as
+`bench_utils`.
+"""
+
+import json
+import os
+import pathlib
+import platform
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+# (emb, heads, head_dim, mlp, encoder layers, decoder layers) of the mT5 family; retriever layer B = encoder // 2.
+SIZES = {
+    "tiny": (64, 4, 16, 128, 4, 2),
+    "small": (512, 6, 64, 1024, 8, 8),
+    "base": (768, 12, 64, 2048, 12, 12),
+    "large": (1024, 16, 64, 2816, 24, 24),
+}
+MT5_VOCAB = 250112
+
+
+def timeit(step: Callable[[], Any], warmup: int, repeats: int) -> dict[str, float]:
+    """Runs `step` `warmup` times untimed, then `repeats` times timed.
+
+    Args:
+      step: the work; it must block until its results are ready.
+      warmup: untimed calls (compilation, caches).
+      repeats: timed calls.
+
+    Returns:
+      {"median_s", "min_s", "all_s"} over the timed calls.
+    """
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {"median_s": float(np.median(times)), "min_s": float(min(times)), "all_s": times}
+
+
+def measure_peak_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Best float32 square-matmul FLOP/s of JAX (default backend) and, when installed, torch.
+
+    Returns:
+      {"jax": FLOP/s, "torch": FLOP/s (absent without torch)}.
+    """
+    import jax
+    import jax.numpy as jnp
+    a = jnp.ones((size, size), jnp.float32)
+    matmul = jax.jit(lambda x: x @ x)
+    result = {"jax": 2 * size ** 3 / timeit(lambda: matmul(a).block_until_ready(), 2, repeats)["min_s"]}
+    try:
+        import torch
+    except ImportError:
+        return result
+    device = torch_device()
+    t = torch.ones(size, size, device=device)
+
+    def run():
+        t @ t
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    result["torch"] = 2 * size ** 3 / timeit(run, 2, repeats)["min_s"]
+    return result
+
+
+def best_peak(*measurements: dict[str, float]) -> dict[str, float]:
+    """Per-framework maximum over several peak measurements (before and after the timed runs).
+
+    On a shared machine a single measurement taken during a burst of other work would understate the peak and
+    inflate MFU, so the best one is kept.
+    """
+    peak: dict[str, float] = {}
+    for measurement in measurements:
+        for name, value in measurement.items():
+            peak[name] = max(peak.get(name, 0.0), value)
+    return peak
+
+
+def torch_device() -> str:
+    """"cuda" when torch sees a GPU, else "cpu"."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def machine() -> dict[str, Any]:
+    """Where the run happened: platform, CPUs, load, JAX backend and devices, torch threads."""
+    info = {"machine": platform.platform(), "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
+    try:
+        import jax
+        info.update(jax_backend=jax.default_backend(), jax_devices=jax.device_count(),
+                    jax_device_kind=jax.devices()[0].device_kind)
+    except ImportError:
+        pass
+    try:
+        import torch
+        info.update(torch_threads=torch.get_num_threads(), torch_device=torch_device())
+    except ImportError:
+        pass
+    return info
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; cells are printed with str()."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: str, result: dict[str, Any]) -> pathlib.Path:
+    """Writes `result` as indented JSON (creating folders) and returns the path."""
+    out = pathlib.Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
+def encoder_layer_flops(tokens: int, length: int, emb: int, inner: int, mlp: int, mlp_branches: int = 2) -> float:
+    """Forward matmul FLOPs of one pre-norm T5 encoder layer over `tokens` tokens in sequences of `length`.
+
+    Args:
+      tokens: total tokens (sequences x length).
+      length: sequence length (for the QK^T and PV products).
+      emb: d_model.
+      inner: heads x head_dim.
+      mlp: d_ff.
+      mlp_branches: input branches of the (gated) MLP.
+
+    Returns:
+      2 x multiply-adds of the Q/K/V/O projections, the attention products and the MLP.
+    """
+    dense = 2 * tokens * (4 * emb * inner + (mlp_branches + 1) * emb * mlp)
+    attention = 2 * 2 * tokens * length * inner
+    return float(dense + attention)

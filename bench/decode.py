@@ -1,0 +1,169 @@
+"""Benchmark: greedy FiD decoding (answers/s) — class_jax vs HF PyTorch `generate`, same shapes, float32.
+
+B questions, each with k passages of (Lq + Lp) tokens; every answer is decoded for exactly `--steps` tokens (EOS
+is disabled on both sides, so both do the same number of decoder steps whatever the random weights emit).
+
+Two comparisons, both with the encoder output computed once per batch and the decoder's cross-attention keys and
+values projected once into the cache (no recomputation at later steps):
+  * end to end: class_jax `CLASSModel.predict_batch` (FiD encoder + greedy decoding, one jitted program) vs HF
+    `MT5ForConditionalGeneration` used as FiD: its encoder over the B x k pairs, the outputs concatenated per
+    question, then `generate(encoder_outputs=...)`;
+  * decoding only: the FiD encoder outputs precomputed on both sides; class_jax runs the same cache creation and
+    `decoding.greedy_decode` loop `predict_batch` runs, HF runs `generate` from the precomputed outputs.
+The class_jax model is constructed with eos_id=-1 (never produced); HF gets `min_new_tokens = max_new_tokens`.
+
+  python bench/decode.py                                  # mT5-small, 8 questions x 8 passages, 20 steps
+  python bench/decode.py --size base --passages 16 --out bench/results/decode_base.json
+"""
+
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+
+import bench_utils
+
+
+def _random_inputs(batch: int, passages: int, query_len: int, passage_len: int, vocab: int) -> dict[str, np.ndarray]:
+    rng = np.random.RandomState(0)
+    passage_tokens = rng.randint(2, vocab, (batch, passages, passage_len)).astype(np.int32)
+    passage_tokens[..., -1] = 1  # EOS-terminated passages
+    return {"query_tokens": rng.randint(2, vocab, (batch, query_len)).astype(np.int32),
+            "passage_tokens": passage_tokens}
+
+
+def bench_class_jax(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int, repeats: int) -> dict:
+    """Times `predict_batch` end to end and the decoding loop alone from a precomputed encoder output."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    from class_jax.models import decoding
+    from class_jax.models.class_model import CLASSModel
+    from class_jax.models.config import ModelConfig
+
+    emb, heads, head_dim, mlp, enc, dec = bench_utils.SIZES[size]
+    config = ModelConfig(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
+                         num_encoder_layers=enc, num_decoder_layers=dec, dropout_rate=0.0)
+    model = CLASSModel(config, max_decode_length=steps, num_beams=1, eos_id=-1)
+    batch, passages, passage_len = inputs["passage_tokens"].shape
+    shapes = {"query_tokens": (1, 4), "passage_tokens": (1, 1, 4), "decoder_input_tokens": (1, 2)}
+    params = jax.jit(lambda r: nn.unbox(model.get_initial_variables(r, shapes)["params"]))(jax.random.PRNGKey(0))
+    batch_arrays = {name: jnp.asarray(value) for name, value in inputs.items()}
+
+    predict = jax.jit(model.predict_batch)
+    end_to_end = bench_utils.timeit(lambda: predict(params, batch_arrays).block_until_ready(), 1, repeats)
+
+    encode = jax.jit(lambda p, q, x: model.module.apply({"params": p}, q, x, method="encode_pairs"))
+    encoded = encode(params, batch_arrays["query_tokens"], batch_arrays["passage_tokens"])
+    encoded, valid = jax.block_until_ready((encoded["encoded"], encoded["encoded_valid"]))
+
+    def decode_only(p, encoded, valid):
+        # What predict_batch does after encoding (greedy): create the cache (cross-attention K/V projected
+        # once), then the while-loop of single-token decoder steps.
+        dummy = jnp.zeros((encoded.shape[0], steps), jnp.int32)
+        _, mutated = model.module.apply({"params": p}, encoded, valid, dummy, True, True, method="decode",
+                                        mutable=["cache"])
+
+        def step(cache, tokens):
+            (logits, _), mutated = model.module.apply({"params": p, "cache": cache}, encoded, valid, tokens, True,
+                                                      True, method="decode", mutable=["cache"])
+            return logits[:, -1], mutated["cache"]
+
+        return decoding.greedy_decode(step, mutated["cache"], encoded.shape[0], steps, eos_id=-1)
+
+    decode = jax.jit(decode_only)
+    decode_timing = bench_utils.timeit(lambda: decode(params, encoded, valid).block_until_ready(), 1, repeats)
+    tokens = np.asarray(predict(params, batch_arrays))
+    same = bool(np.array_equal(tokens, np.asarray(decode(params, encoded, valid))))
+    return {"end_to_end": end_to_end, "decode_only": decode_timing, "answer_tokens": int((tokens != 0).sum()),
+            "decode_only_matches_predict_batch": same}
+
+
+def bench_hf(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int, repeats: int) -> dict:
+    """Times HF FiD: encoder over the pairs + `generate`, and `generate` alone from precomputed outputs."""
+    import torch
+    import transformers
+    from transformers.modeling_outputs import BaseModelOutput
+
+    emb, heads, head_dim, mlp, enc, dec = bench_utils.SIZES[size]
+    config = transformers.MT5Config(vocab_size=vocab, d_model=emb, num_heads=heads, d_kv=head_dim, d_ff=mlp,
+                                    num_layers=enc, num_decoder_layers=dec, dropout_rate=0.0,
+                                    feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    device = bench_utils.torch_device()
+    model = transformers.MT5ForConditionalGeneration(config).eval().to(device)
+    batch, passages, passage_len = inputs["passage_tokens"].shape
+    query_len = inputs["query_tokens"].shape[1]
+    pair_len = query_len + passage_len
+    pairs = np.concatenate([np.repeat(inputs["query_tokens"][:, None], passages, 1), inputs["passage_tokens"]], -1)
+    input_ids = torch.tensor(pairs.reshape(-1, pair_len), dtype=torch.long, device=device)
+    mask = (input_ids > 0).long()
+    fid_mask = mask.reshape(batch, passages * pair_len)
+    generation = dict(max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=1, use_cache=True)
+
+    def encode():
+        hidden = model.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        return BaseModelOutput(last_hidden_state=hidden.reshape(batch, passages * pair_len, -1))  # FiD
+
+    def generate(encoder_outputs):
+        out = model.generate(encoder_outputs=encoder_outputs, attention_mask=fid_mask, **generation)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    with torch.inference_mode():
+        end_to_end = bench_utils.timeit(lambda: generate(encode()), 1, repeats)
+        encoded = encode()
+        decode_timing = bench_utils.timeit(lambda: generate(encoded), 1, repeats)
+        tokens = generate(encoded)
+    # generate returns the start token followed by the generated ones.
+    return {"end_to_end": end_to_end, "decode_only": decode_timing, "generated_length": int(tokens.shape[1] - 1),
+            "threads": torch.get_num_threads()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(bench_utils.SIZES), default="small")
+    parser.add_argument("--vocab", type=int, default=bench_utils.MT5_VOCAB, help="mT5's vocabulary by default")
+    parser.add_argument("--batch", type=int, default=8, help="questions per batch")
+    parser.add_argument("--passages", type=int, default=8, help="k passages per question")
+    parser.add_argument("--query_len", type=int, default=50)
+    parser.add_argument("--passage_len", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=20, help="decoded tokens per answer (EOS disabled)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip_hf", action="store_true", help="no torch/transformers comparison")
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "decode.json"))
+    args = parser.parse_args(argv)
+
+    inputs = _random_inputs(args.batch, args.passages, args.query_len, args.passage_len, args.vocab)
+    ours = bench_class_jax(args.size, inputs, args.steps, args.vocab, args.repeats)
+    result = {"size": args.size, "batch": args.batch, "passages": args.passages, "query_len": args.query_len,
+              "passage_len": args.passage_len, "steps": args.steps, "vocab": args.vocab, "dtype": "float32",
+              "class_jax": ours, **bench_utils.machine()}
+    rows = []
+    if not args.skip_hf:
+        hf = bench_hf(args.size, inputs, args.steps, args.vocab, args.repeats)
+        if hf["generated_length"] != args.steps:
+            raise RuntimeError(f"HF generated {hf['generated_length']} tokens, not {args.steps}")
+        result["hf"] = hf
+        for kind in ("end_to_end", "decode_only"):
+            result[f"{kind}_speedup_vs_hf"] = hf[kind]["median_s"] / ours[kind]["median_s"]
+    for kind, label in (("end_to_end", "encoder + greedy decoding"), ("decode_only", "greedy decoding only")):
+        ratio = f"{result[f'{kind}_speedup_vs_hf']:.2f}x" if "hf" in result else "-"
+        rows.append([label, "class_jax (JAX)", f"{ours[kind]['median_s']:.3f}",
+                     f"{args.batch / ours[kind]['median_s']:.2f}", ratio])
+        if "hf" in result:
+            seconds = result["hf"][kind]["median_s"]
+            rows.append([label, "HF `generate` (PyTorch)", f"{seconds:.3f}", f"{args.batch / seconds:.2f}", "1.00x"])
+
+    print(f"\nGreedy FiD decoding, mT5-{args.size} shapes, {args.batch} questions x {args.passages} passages x "
+          f"({args.query_len}+{args.passage_len}) tokens, {args.steps} answer tokens each, float32, "
+          f"{result['jax_backend']} ({result['cpus']} CPUs)\n")
+    print(bench_utils.markdown_table(["what", "implementation", "s / batch", "answers/s", "vs HF"], rows))
+    print(f"\nwrote {bench_utils.write_json(args.out, result)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
