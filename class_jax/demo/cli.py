@@ -32,13 +32,14 @@ def _report(pipeline) -> dict:
     from class_jax.demo import ledger, pipeline as pipeline_lib, report  # pylint: disable=import-outside-toplevel
 
     sessions = pipeline.ledger.sessions()
+    seconds = pipeline.ledger.step_seconds()
     peaks = [s.get("peak_memory_mb", {}) for s in sessions] + [ledger.peak_memory_mb()]
     content = {
         "settings": pipeline.settings.to_json(),
         "languages": list(pipeline.settings.target_languages),
         "resources": {
-            "wall_seconds": round(sum(pipeline.ledger.step_seconds().values()), 1),
-            "step_seconds": pipeline.ledger.step_seconds(),
+            "wall_seconds": round(sum(seconds.values()), 1),
+            "step_seconds": {step.name: seconds[step.name] for step in pipeline.steps() if step.name in seconds},
             "sessions": len(sessions),
             "cpu_count": os.cpu_count(),
             "peak_memory_mb": {key: max(p.get(key, 0.0) for p in peaks) for key in ("process", "largest_child")},

@@ -88,14 +88,24 @@ def retrieval_report(questions: Sequence[GoldQuestion], ranked_texts: Sequence[S
         for lang in languages:
             per_language[lang][f"R@{n}"] = _percent([h for h, q in zip(hits, questions) if q.lang == lang])
         report[f"R@{n}"] = round(float(np.mean([per_language[lang][f"R@{n}"] for lang in languages])), 2)
+    for lang in languages:
+        per_language[lang]["questions"] = sum(q.lang == lang for q in questions)
     report["per_language"] = per_language
     return report
 
 
-def answer_report(results: dict[str, float], languages: Sequence[str]) -> dict[str, Any]:
-    """F1 / EM overall and per language from the eval task's metrics."""
+def answer_report(results: dict[str, float], fid_dir: pathlib.Path, languages: Sequence[str]) -> dict[str, Any]:
+    """F1 / EM overall and per language from the eval task's metrics, with how often the reader was given a
+    passage that contains a gold answer at all ("answer_in_passages", percent; the ceiling of copying)."""
+    given: dict[str, list[bool]] = {}
+    for example in fid_files.read_fid_examples(str(fid_dir)):
+        given.setdefault(example.lang, []).append(
+            any(answer in passage.text for answer in example.answers for passage in example.passages))
     return {"f1": round(results["f1"], 2), "em": round(results["em"], 2),
-            "per_language": {lang: {"f1": round(results[f"f1_{lang}"], 2), "em": round(results[f"em_{lang}"], 2)}
+            "answer_in_passages": round(float(np.mean([_percent(given[lang]) for lang in given])), 2),
+            "per_language": {lang: {"f1": round(results[f"f1_{lang}"], 2), "em": round(results[f"em_{lang}"], 2),
+                                    "answer_in_passages": _percent(given.get(lang, [])),
+                                    "questions": len(given.get(lang, []))}
                              for lang in languages if f"f1_{lang}" in results}}
 
 
@@ -160,7 +170,7 @@ def evaluate_answers(params_dir: pathlib.Path, fid_dir: pathlib.Path, out: pathl
         results = gin_utils.run_configured(eval_script.evaluate)
     finally:
         gin_utils.gin.clear_config()
-    return answer_report(results["eval_xor_full"], languages)
+    return answer_report(results["eval_xor_full"], fid_dir, languages)
 
 
 def model_system(params_dir: pathlib.Path, paths: DemoPaths, out: pathlib.Path, languages: Sequence[str],

@@ -47,8 +47,8 @@ def test_quick_demo_trains_every_stage_and_writes_the_report(tmp_path):
     assert returncode == 130, output
     assert "run the same command again to resume" in output
     state = json.loads((workdir / ledger.STATE_FILE).read_text())
-    assert list(state["steps"])[:8] == ["wiki", "ingest", "vocab", "mine", "fid_clr_pt", "params_untrained",
-                                        "eval_untrained", "eval_bm25"]
+    assert {"wiki", "ingest", "vocab", "mine", "fid_clr_pt", "params_untrained", "eval_untrained",
+            "eval_bm25"} <= set(state["steps"])
     completed = len(state["steps"])
 
     # ... then resumed: the completed steps are skipped, the rest runs to the report.
