@@ -1,5 +1,6 @@
 """Tests of wikitext -> clean text with exact link spans (real samples and targeted cases)."""
 
+import random
 import re
 
 import pytest
@@ -168,3 +169,50 @@ def test_normalize_with_spans_moves_spans_exactly():
     clean, moved = normalize_with_spans(text, spans)
     assert clean == "A big [[x]],\nLink text here."
     assert [clean[start:end] for start, end in moved] == ["big", "Link text here"]
+
+
+def reference_normalize(text: str, spans: list[tuple[int, int]]) -> tuple[str, list]:
+    """Whitespace collapsing written plainly (one regex, per-character map), after the same residue removal."""
+    from class_jax.data import text_offsets
+    trimmed = []
+    for start, end in spans:
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        trimmed.append((start, end) if start < end else None)
+    text, residue_map = text_offsets._remove_residue(text, [span for span in trimmed if span is not None])
+    trimmed = text_offsets._map_spans(residue_map, trimmed)
+    new_position: list[int | None] = [None] * len(text)
+    output: list[str] = []
+    cursor = 0
+    for match in re.finditer(r"\s*\n\s*|[^\S\n]{2,}|[^\S\n ]|^ | $", text):
+        for position in range(cursor, match.start()):
+            new_position[position] = len(output)
+            output.append(text[position])
+        cursor = match.end()
+        if match.start() > 0 and match.end() < len(text):
+            output.append("\n" if "\n" in match.group() else " ")
+    for position in range(cursor, len(text)):
+        new_position[position] = len(output)
+        output.append(text[position])
+    moved = []
+    for span in trimmed:
+        first = None if span is None else new_position[span[0]]
+        last = None if span is None else new_position[span[1] - 1]
+        moved.append(None if first is None or last is None else (first, last + 1))
+    return "".join(output), moved
+
+
+def test_normalize_with_spans_matches_a_plain_reference_on_random_text():
+    rng = random.Random(0)
+    alphabet = ["a", "b", " ", " ", "\n", "\t", "\xa0", "\u2009", "(", ")", ".", ",", "&nbsp;", "\u200e", "\r", "\x1c"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
+        spans, position = [], 0
+        while position < len(text) and rng.random() < 0.7:
+            start = rng.randint(position, len(text) - 1)
+            end = rng.randint(start + 1, len(text))
+            spans.append((start, end))
+            position = end
+        assert normalize_with_spans(text, spans) == reference_normalize(text, spans), (text, spans)

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import random
 
 import pytest
 
@@ -103,3 +104,45 @@ def test_corrupt_corpus_files_are_user_errors(tmp_path):
         list(corpus_io.read_jsonl(tmp_path / "bad.jsonl"))
     with pytest.raises(UserError, match="no completed ingestion"):
         list(corpus_io.iter_articles(tmp_path, "en"))
+
+
+def reference_split(article: Article, units_per_passage: int, char_units: bool) -> list[Passage]:
+    """The word-by-word algorithm (one span per unit) that the block regex of `split_passages` replaces."""
+    import bisect
+    text = article.text
+    pattern = passages._CHAR_UNIT if char_units else passages._WORD
+    units = [match.span() for match in pattern.finditer(text)]
+    unit_ends = [end for _, end in units]
+    link_starts = [link.start for link in article.links]
+    cut, first_unit, link_index = [], 0, 0
+    while first_unit < len(units):
+        last_unit = min(first_unit + units_per_passage, len(units)) - 1
+        start, end = units[first_unit][0], units[last_unit][1]
+        covering = bisect.bisect_left(link_starts, end) - 1
+        if covering >= 0 and article.links[covering].end > end:
+            end = article.links[covering].end
+            last_unit = bisect.bisect_left(unit_ends, end)
+            end = max(end, units[min(last_unit, len(units) - 1)][1])
+        links, link_index = passages._links_inside(article.links, link_index, start, end)
+        cut.append(Passage(passages.passage_id(article.lang, article.page_id, len(cut)), article.lang, article.title,
+                           text[start:end].replace("\n", " "), links))
+        first_unit = last_unit + 1
+    return cut
+
+
+def test_block_cuts_match_the_word_by_word_reference_on_random_text():
+    rng = random.Random(0)
+    alphabet = ["a", "bc", "日", "本", "語", " ", " ", "\n", "\t", "-", "x"]
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        links, position = [], 0
+        while position < len(text) - 1 and rng.random() < 0.8:  # spans need not sit on word boundaries
+            start = rng.randint(position, len(text) - 1)
+            end = rng.randint(start + 1, min(len(text), start + 8))
+            links.append(Link(start, end, text[start:end], "T"))
+            position = end
+        article = Article("xx", 1, "T", text, tuple(links))
+        for units in (1, 2, 3, 7, 100):
+            for char_units in (False, True):
+                assert passages.split_passages(article, units, char_units) == reference_split(
+                    article, units, char_units), (text, links, units, char_units)
