@@ -114,7 +114,7 @@ def _answer_table(systems: dict[str, Any], labels: dict[str, str], languages: Se
         answers = result.get("answers")
         if answers:
             cells = [_format(answers["per_language"].get(lang, {}).get(metric)) for lang in languages]
-            lines.append(f"| {labels[name]} | {_format(answers[metric])} | " + " | ".join(cells) + " |")
+            lines.append(f"| {labels[name]} | {_format(answers.get(metric))} | " + " | ".join(cells) + " |")
     return lines
 
 
