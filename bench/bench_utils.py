@@ -44,6 +44,41 @@ def timeit(step: Callable[[], Any], warmup: int, repeats: int) -> dict[str, floa
     return {"median_s": float(np.median(times)), "min_s": float(min(times)), "all_s": times}
 
 
+def in_blocks(steps: dict[str, Callable[[], Any]], warmup: int, repeats: int, rounds: int = 2,
+              pause_s: float = 1.0) -> dict[str, dict[str, float]]:
+    """Times several implementations in alternating blocks of back-to-back calls.
+
+    Each round runs, for every implementation in turn, `repeats` timed calls back to back (after `warmup` untimed
+    ones in the first round). Alternating blocks lets slow changes of the load from other jobs hit every
+    implementation; keeping the calls of a block together keeps each framework's thread pool warm. Before each
+    block the process sleeps `pause_s`, because the thread pools of XLA and of torch (OpenMP) spin for a while after
+    their work: measured here, a torch step timed right after a JAX step ran several times slower.
+
+    Args:
+      steps: name -> the work (it must block until its results are ready).
+      warmup: untimed calls of each before its first block (compilation, caches).
+      repeats: timed calls per block.
+      rounds: blocks per implementation.
+      pause_s: idle time before each block.
+
+    Returns:
+      name -> {"median_s", "min_s", "all_s"} over all its timed calls. On a shared machine the minimum is the
+      better estimate of what the implementation costs by itself.
+    """
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for round_index in range(rounds):
+        for name, step in steps.items():
+            time.sleep(pause_s)
+            for _ in range(warmup if round_index == 0 else 0):
+                step()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
+    return {name: {"median_s": float(np.median(values)), "min_s": float(min(values)), "all_s": values}
+            for name, values in times.items()}
+
+
 def measure_peak_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
     """Best float32 square-matmul FLOP/s of JAX (default backend) and, when installed, torch.
 

@@ -11,8 +11,10 @@ values projected once into the cache (no recomputation at later steps):
   * decoding only: the FiD encoder outputs precomputed on both sides; class_jax runs the same cache creation and
     `decoding.greedy_decode` loop `predict_batch` runs, HF runs `generate` from the precomputed outputs.
 The class_jax model is constructed with eos_id=-1 (never produced); HF gets `min_new_tokens = max_new_tokens`.
+The four are timed in alternating blocks of back-to-back calls (see `bench_utils.in_blocks`); the fastest call of
+each is reported.
 
-  python bench/decode.py                                  # mT5-small, 8 questions x 8 passages, 20 steps
+  python bench/decode.py                                  # mT5-small, 4 questions x 8 passages, 20 steps
   python bench/decode.py --size base --passages 16 --out bench/results/decode_base.json
 """
 
@@ -33,8 +35,8 @@ def _random_inputs(batch: int, passages: int, query_len: int, passage_len: int, 
             "passage_tokens": passage_tokens}
 
 
-def bench_class_jax(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int, repeats: int) -> dict:
-    """Times `predict_batch` end to end and the decoding loop alone from a precomputed encoder output."""
+def class_jax_runners(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int) -> tuple[dict, dict]:
+    """`predict_batch` end to end, and the decoding loop alone from a precomputed encoder output."""
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
@@ -52,7 +54,6 @@ def bench_class_jax(size: str, inputs: dict[str, np.ndarray], steps: int, vocab:
     batch_arrays = {name: jnp.asarray(value) for name, value in inputs.items()}
 
     predict = jax.jit(model.predict_batch)
-    end_to_end = bench_utils.timeit(lambda: predict(params, batch_arrays).block_until_ready(), 1, repeats)
 
     encode = jax.jit(lambda p, q, x: model.module.apply({"params": p}, q, x, method="encode_pairs"))
     encoded = encode(params, batch_arrays["query_tokens"], batch_arrays["passage_tokens"])
@@ -73,15 +74,15 @@ def bench_class_jax(size: str, inputs: dict[str, np.ndarray], steps: int, vocab:
         return decoding.greedy_decode(step, mutated["cache"], encoded.shape[0], steps, eos_id=-1)
 
     decode = jax.jit(decode_only)
-    decode_timing = bench_utils.timeit(lambda: decode(params, encoded, valid).block_until_ready(), 1, repeats)
     tokens = np.asarray(predict(params, batch_arrays))
     same = bool(np.array_equal(tokens, np.asarray(decode(params, encoded, valid))))
-    return {"end_to_end": end_to_end, "decode_only": decode_timing, "answer_tokens": int((tokens != 0).sum()),
-            "decode_only_matches_predict_batch": same}
+    runners = {"end_to_end": lambda: predict(params, batch_arrays).block_until_ready(),
+               "decode_only": lambda: decode(params, encoded, valid).block_until_ready()}
+    return runners, {"answer_tokens": int((tokens != 0).sum()), "decode_only_matches_predict_batch": same}
 
 
-def bench_hf(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int, repeats: int) -> dict:
-    """Times HF FiD: encoder over the pairs + `generate`, and `generate` alone from precomputed outputs."""
+def hf_runners(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int) -> tuple[dict, dict]:
+    """HF FiD: encoder over the pairs + `generate`, and `generate` alone from precomputed outputs."""
     import torch
     import transformers
     from transformers.modeling_outputs import BaseModelOutput
@@ -113,48 +114,60 @@ def bench_hf(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int, r
         return out
 
     with torch.inference_mode():
-        end_to_end = bench_utils.timeit(lambda: generate(encode()), 1, repeats)
         encoded = encode()
-        decode_timing = bench_utils.timeit(lambda: generate(encoded), 1, repeats)
         tokens = generate(encoded)
+
+    def end_to_end():
+        with torch.inference_mode():
+            generate(encode())
+
+    def decode_only():
+        with torch.inference_mode():
+            generate(encoded)
+
     # generate returns the start token followed by the generated ones.
-    return {"end_to_end": end_to_end, "decode_only": decode_timing, "generated_length": int(tokens.shape[1] - 1),
-            "threads": torch.get_num_threads()}
+    return ({"end_to_end": end_to_end, "decode_only": decode_only},
+            {"generated_length": int(tokens.shape[1] - 1), "threads": torch.get_num_threads()})
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(bench_utils.SIZES), default="small")
     parser.add_argument("--vocab", type=int, default=bench_utils.MT5_VOCAB, help="mT5's vocabulary by default")
-    parser.add_argument("--batch", type=int, default=8, help="questions per batch")
+    parser.add_argument("--batch", type=int, default=4, help="questions per batch")
     parser.add_argument("--passages", type=int, default=8, help="k passages per question")
     parser.add_argument("--query_len", type=int, default=50)
     parser.add_argument("--passage_len", type=int, default=200)
     parser.add_argument("--steps", type=int, default=20, help="decoded tokens per answer (EOS disabled)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per block")
+    parser.add_argument("--rounds", type=int, default=2, help="blocks per implementation, alternating")
     parser.add_argument("--skip_hf", action="store_true", help="no torch/transformers comparison")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "decode.json"))
     args = parser.parse_args(argv)
 
     inputs = _random_inputs(args.batch, args.passages, args.query_len, args.passage_len, args.vocab)
-    ours = bench_class_jax(args.size, inputs, args.steps, args.vocab, args.repeats)
+    runners, ours = class_jax_runners(args.size, inputs, args.steps, args.vocab)
+    steps = {("class_jax", kind): run for kind, run in runners.items()}
     result = {"size": args.size, "batch": args.batch, "passages": args.passages, "query_len": args.query_len,
               "passage_len": args.passage_len, "steps": args.steps, "vocab": args.vocab, "dtype": "float32",
               "class_jax": ours, **bench_utils.machine()}
-    rows = []
     if not args.skip_hf:
-        hf = bench_hf(args.size, inputs, args.steps, args.vocab, args.repeats)
-        if hf["generated_length"] != args.steps:
-            raise RuntimeError(f"HF generated {hf['generated_length']} tokens, not {args.steps}")
-        result["hf"] = hf
-        for kind in ("end_to_end", "decode_only"):
-            result[f"{kind}_speedup_vs_hf"] = hf[kind]["median_s"] / ours[kind]["median_s"]
+        runners, result["hf"] = hf_runners(args.size, inputs, args.steps, args.vocab)
+        if result["hf"]["generated_length"] != args.steps:
+            raise RuntimeError(f"HF generated {result['hf']['generated_length']} tokens, not {args.steps}")
+        steps.update({("hf", kind): run for kind, run in runners.items()})
+    for (side, kind), timing in bench_utils.in_blocks(steps, 1, args.repeats, args.rounds).items():
+        result[side][kind] = timing
+    rows = []
     for kind, label in (("end_to_end", "encoder + greedy decoding"), ("decode_only", "greedy decoding only")):
-        ratio = f"{result[f'{kind}_speedup_vs_hf']:.2f}x" if "hf" in result else "-"
-        rows.append([label, "class_jax (JAX)", f"{ours[kind]['median_s']:.3f}",
-                     f"{args.batch / ours[kind]['median_s']:.2f}", ratio])
+        seconds = ours[kind]["min_s"]
+        ratio = "-"
         if "hf" in result:
-            seconds = result["hf"][kind]["median_s"]
+            result[f"{kind}_speedup_vs_hf"] = result["hf"][kind]["min_s"] / seconds
+            ratio = f"{result[f'{kind}_speedup_vs_hf']:.2f}x"
+        rows.append([label, "class_jax (JAX)", f"{seconds:.3f}", f"{args.batch / seconds:.2f}", ratio])
+        if "hf" in result:
+            seconds = result["hf"][kind]["min_s"]
             rows.append([label, "HF `generate` (PyTorch)", f"{seconds:.3f}", f"{args.batch / seconds:.2f}", "1.00x"])
 
     print(f"\nGreedy FiD decoding, mT5-{args.size} shapes, {args.batch} questions x {args.passages} passages x "

@@ -10,8 +10,9 @@ A third row times the whole `class-jax index` pipeline (corpus streaming, senten
 thread, encoding, shard writing) over a generated corpus whose passages fill the same length, to show what the
 host-side work costs on top of the encoder.
 
-MFU = analytic forward FLOPs of B encoder layers (+ the projection) / time / the best float32 matmul rate measured
-in the same run (JAX and torch).
+The two encoders are timed in alternating blocks of back-to-back calls (see `bench_utils.in_blocks`) and the fastest
+call of each is reported. MFU = analytic forward FLOPs of B encoder layers (+ the projection) / that time / the best
+float32 matmul rate measured in the same run (JAX and torch, before and after).
 
   python bench/encode.py                                   # mT5-small shapes, 32 x 200-token passages
   python bench/encode.py --size base --batch 64 --out bench/results/encode_base.json
@@ -23,6 +24,7 @@ import pathlib
 import sys
 import tempfile
 import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -72,18 +74,21 @@ def _class_jax_model(size: str, vocab: int):
     return config, model, params
 
 
-def bench_class_jax(size: str, batch: int, length: int, vocab: int, repeats: int) -> dict:
-    """Times `RetrievalEncoder.encode_local` on one fixed batch (after a compiling warm-up call)."""
+def class_jax_runner(size: str, batch: int, length: int, vocab: int) -> tuple[Callable[[], Any], dict]:
+    """`RetrievalEncoder.encode_local` on one fixed batch, and facts about it (FLOPs, output dim)."""
     from class_jax.retrieval.encoder import RetrievalEncoder
     from class_jax.trainer.partitioning import Partitioner
 
     config, model, params = _class_jax_model(size, vocab)
     encoder = RetrievalEncoder(model, params, Partitioner(), batch, dtype="float32")
     tokens = _random_passages(batch, length, vocab)
-    timing = bench_utils.timeit(lambda: encoder.encode_local(tokens, is_query=False), 1, repeats)
-    vectors = encoder.encode_local(tokens, is_query=False)["vectors"]
-    return {**timing, "flops": encode_flops(config, batch, length), "dim": int(vectors.shape[-1]),
-            "finite": bool(np.isfinite(vectors).all())}
+
+    def run():
+        return encoder.encode_local(tokens, is_query=False)["vectors"]
+
+    vectors = run()
+    return run, {"flops": encode_flops(config, batch, length), "dim": int(vectors.shape[-1]),
+                 "finite": bool(np.isfinite(vectors).all())}
 
 
 def bench_pipeline(size: str, batch: int, length: int, vocab: int, num_passages: int) -> dict:
@@ -123,8 +128,8 @@ def bench_pipeline(size: str, batch: int, length: int, vocab: int, num_passages:
             "count": manifest["count"], "flops": encode_flops(config, num_passages, length)}
 
 
-def bench_hf(size: str, batch: int, length: int, vocab: int, repeats: int) -> dict:
-    """Times HF `MT5EncoderModel` (B layers) + the same pooling and projection on the same batch."""
+def hf_runner(size: str, batch: int, length: int, vocab: int) -> tuple[Callable[[], Any], dict]:
+    """HF `MT5EncoderModel` (B layers) + the same pooling and projection on the same batch."""
     import torch
     import transformers
     from transformers.models.mt5.modeling_mt5 import MT5LayerNorm
@@ -148,8 +153,7 @@ def bench_hf(size: str, batch: int, length: int, vocab: int, repeats: int) -> di
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
             return norm(projection(pooled)).cpu().numpy()
 
-    timing = bench_utils.timeit(run, 1, repeats)
-    return {**timing, "dim": int(run().shape[-1])}
+    return run, {"dim": int(run().shape[-1]), "threads": torch.get_num_threads()}
 
 
 def main(argv=None) -> int:
@@ -158,7 +162,8 @@ def main(argv=None) -> int:
     parser.add_argument("--vocab", type=int, default=bench_utils.MT5_VOCAB, help="mT5's vocabulary by default")
     parser.add_argument("--batch", type=int, default=32, help="passages per encoder call")
     parser.add_argument("--length", type=int, default=200, help="tokens per passage (class-jax index's default)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per block")
+    parser.add_argument("--rounds", type=int, default=2, help="blocks per implementation, alternating")
     parser.add_argument("--pipeline_passages", type=int, default=128,
                         help="passages of the `class-jax index` pipeline row (0: skip it)")
     parser.add_argument("--skip_hf", action="store_true", help="no torch/transformers comparison")
@@ -166,28 +171,33 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     first_peak = bench_utils.measure_peak_flops()
-    ours = bench_class_jax(args.size, args.batch, args.length, args.vocab, args.repeats)
+    steps = {}
+    run, ours = class_jax_runner(args.size, args.batch, args.length, args.vocab)
+    steps["class_jax"] = run
     result = {"size": args.size, "batch": args.batch, "length": args.length, "vocab": args.vocab,
               "dtype": "float32", "class_jax": ours, **bench_utils.machine()}
     if not args.skip_hf:
-        result["hf"] = bench_hf(args.size, args.batch, args.length, args.vocab, args.repeats)
-        result["speedup_vs_hf"] = result["hf"]["median_s"] / ours["median_s"]
+        steps["hf"], result["hf"] = hf_runner(args.size, args.batch, args.length, args.vocab)
+    for name, timing in bench_utils.in_blocks(steps, 1, args.repeats, args.rounds).items():
+        result[name].update(timing)
+    if "hf" in result:
+        result["speedup_vs_hf"] = result["hf"]["min_s"] / ours["min_s"]
     if args.pipeline_passages:
         result["pipeline"] = bench_pipeline(args.size, args.batch, args.length, args.vocab, args.pipeline_passages)
     peak = bench_utils.best_peak(first_peak, bench_utils.measure_peak_flops())
     result["peak_flops"] = peak
     top = max(peak.values())
-    result["mfu"] = ours["flops"] / ours["median_s"] / top
+    result["mfu"] = ours["flops"] / ours["min_s"] / top
 
-    rows = [["class_jax `RetrievalEncoder` (JAX)", f"{ours['median_s']:.3f}", f"{args.batch / ours['median_s']:.1f}",
+    rows = [["class_jax `RetrievalEncoder` (JAX)", f"{ours['min_s']:.3f}", f"{args.batch / ours['min_s']:.1f}",
              f"{result.get('speedup_vs_hf', float('nan')):.2f}x", f"{result['mfu']:.1%}"]]
     if "hf" in result:
         hf = result["hf"]
-        rows.append(["HF `MT5EncoderModel` (PyTorch)", f"{hf['median_s']:.3f}", f"{args.batch / hf['median_s']:.1f}",
-                     "1.00x", f"{ours['flops'] / hf['median_s'] / top:.1%}"])
+        rows.append(["HF `MT5EncoderModel` (PyTorch)", f"{hf['min_s']:.3f}", f"{args.batch / hf['min_s']:.1f}",
+                     "1.00x", f"{ours['flops'] / hf['min_s'] / top:.1%}"])
     if "pipeline" in result:
         pipe = result["pipeline"]
-        ratio = pipe["passages_per_s"] * result["hf"]["median_s"] / args.batch if "hf" in result else float("nan")
+        ratio = pipe["passages_per_s"] * result["hf"]["min_s"] / args.batch if "hf" in result else float("nan")
         rows.append([f"class_jax `class-jax index` pipeline ({pipe['passages']} passages)",
                      f"{pipe['seconds']:.3f}", f"{pipe['passages_per_s']:.1f}", f"{ratio:.2f}x",
                      f"{pipe['flops'] / pipe['seconds'] / top:.1%}"])

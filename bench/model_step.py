@@ -5,10 +5,15 @@ Both sides run in this process on the same machine, same shapes, float32:
   * HF: `MT5ForConditionalGeneration` used as FiD (encoder over the k pairs of a question, decoder cross-attending
     over their concatenation), loss.backward(), torch.optim.AdamW.step().
 Throughput is tokens/s over encoder + decoder tokens. MFU = analytic step FLOPs / step time / measured peak, where
-the peak is the best float32 matmul rate measured here (JAX and torch, square matmuls).
+the peak is the best float32 matmul rate measured here (JAX and torch, square matmuls, before and after).
+
+By default both models are built first and their steps timed in alternating blocks of back-to-back steps (see
+`bench_utils.in_blocks`), so that load from other jobs on a shared machine hits both alike; the fastest step of
+each is reported (the median is in the JSON too).
+`--sequential` times one side at a time with only its model in memory (for sizes whose two copies do not fit).
 
   python bench/model_step.py                       # mT5-small shapes, FiD batch 1 x 4 passages
-  python bench/model_step.py --size base --passages 8 --out bench/results/model_step_base.json
+  python bench/model_step.py --size base --sequential --repeats 2 --out bench/results/model_step_base.json
 """
 
 import argparse
@@ -16,18 +21,14 @@ import dataclasses
 import json
 import os
 import pathlib
-import platform
 import sys
-import time
+from typing import Any, Callable
 
 import numpy as np
 
-SIZES = {  # (emb, heads, head_dim, mlp, enc layers, dec layers)
-    "tiny": (64, 4, 16, 128, 4, 2),
-    "small": (512, 6, 64, 1024, 8, 8),
-    "base": (768, 12, 64, 2048, 12, 12),
-    "large": (1024, 16, 64, 2816, 24, 24),
-}
+import bench_utils
+
+SIZES = bench_utils.SIZES  # (emb, heads, head_dim, mlp, enc layers, dec layers)
 
 
 @dataclasses.dataclass
@@ -43,35 +44,13 @@ class Shapes:
         return self.batch * (self.passages * (self.query_len + self.passage_len) + self.answer_len)
 
 
-def _timeit(step, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def measure_peak_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
-    """Best float32 matmul FLOP/s of JAX and torch on this machine."""
-    import jax
-    import jax.numpy as jnp
-    a = jnp.ones((size, size), jnp.float32)
-    matmul = jax.jit(lambda x: x @ x)
-    jax_time = _timeit(lambda: matmul(a).block_until_ready(), 2, repeats)
-    result = {"jax": 2 * size ** 3 / jax_time}
-    try:
-        import torch
-        t = torch.ones(size, size)
-        result["torch"] = 2 * size ** 3 / _timeit(lambda: t @ t, 2, repeats)
-    except ImportError:
-        pass
-    return result
+    """Best float32 matmul FLOP/s of JAX and torch on this machine (see `bench_utils.measure_peak_flops`)."""
+    return bench_utils.measure_peak_flops(size, repeats)
 
 
-def bench_class_jax(size: str, shapes: Shapes, vocab: int, repeats: int) -> dict[str, float]:
+def class_jax_runner(size: str, shapes: Shapes, vocab: int) -> tuple[Callable[[], Any], dict[str, float]]:
+    """The jitted, donating class_jax train step on one batch, and facts about it (FLOPs, XLA's count, params)."""
     import flax.linen as nn
     import jax
     import optax
@@ -105,12 +84,12 @@ def bench_class_jax(size: str, shapes: Shapes, vocab: int, repeats: int) -> dict
     # XLA's own count of the compiled step, as a cross-check of the analytic formula used for MFU.
     cost = step.lower(params, opt_state, batch).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    seconds = _timeit(run, 2, repeats)
-    return {"step_s": seconds, "flops": model.flops_per_step(input_shapes), "xla_flops": float(cost["flops"]),
-            "params": sum(x.size for x in jax.tree_util.tree_leaves(state["params"]))}
+    return run, {"flops": model.flops_per_step(input_shapes), "xla_flops": float(cost["flops"]),
+                 "params": sum(x.size for x in jax.tree_util.tree_leaves(state["params"]))}
 
 
-def bench_hf(size: str, shapes: Shapes, vocab: int, repeats: int) -> dict[str, float]:
+def hf_runner(size: str, shapes: Shapes, vocab: int) -> tuple[Callable[[], Any], dict[str, float]]:
+    """The HF PyTorch FiD train step on the same batch."""
     import torch
     import transformers
 
@@ -118,15 +97,16 @@ def bench_hf(size: str, shapes: Shapes, vocab: int, repeats: int) -> dict[str, f
     config = transformers.MT5Config(vocab_size=vocab, d_model=emb, num_heads=heads, d_kv=head_dim, d_ff=mlp,
                                     num_layers=enc, num_decoder_layers=dec, dropout_rate=0.0,
                                     feed_forward_proj="gated-gelu", tie_word_embeddings=False)
-    model = transformers.MT5ForConditionalGeneration(config).train()
+    device = bench_utils.torch_device()
+    model = transformers.MT5ForConditionalGeneration(config).train().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     batch = _random_batch(shapes, vocab)
     pair_len = shapes.query_len + shapes.passage_len
     pairs = np.concatenate([np.repeat(batch["query_tokens"][:, None], shapes.passages, 1),
                             batch["passage_tokens"]], -1).reshape(-1, pair_len)
-    input_ids = torch.tensor(pairs, dtype=torch.long)
+    input_ids = torch.tensor(pairs, dtype=torch.long, device=device)
     attention = (input_ids > 0).long()
-    labels = torch.tensor(batch["decoder_target_tokens"], dtype=torch.long)
+    labels = torch.tensor(batch["decoder_target_tokens"], dtype=torch.long, device=device)
 
     def run():
         optimizer.zero_grad(set_to_none=True)
@@ -135,8 +115,10 @@ def bench_hf(size: str, shapes: Shapes, vocab: int, repeats: int) -> dict[str, f
         out = model(encoder_outputs=(hidden,), attention_mask=attention.reshape(shapes.batch, -1), labels=labels)
         out.loss.backward()
         optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
 
-    return {"step_s": _timeit(run, 2, repeats), "threads": torch.get_num_threads()}
+    return run, {"threads": torch.get_num_threads()}
 
 
 def _random_batch(shapes: Shapes, vocab: int) -> dict[str, np.ndarray]:
@@ -160,42 +142,60 @@ def main(argv=None) -> int:
     parser.add_argument("--query_len", type=int, default=50)
     parser.add_argument("--passage_len", type=int, default=200)
     parser.add_argument("--answer_len", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per block")
+    parser.add_argument("--rounds", type=int, default=2, help="blocks per implementation, alternating")
     parser.add_argument("--skip_hf", action="store_true", help="no torch/transformers comparison")
+    parser.add_argument("--sequential", action="store_true",
+                        help="time one side at a time, with only its model in memory")
     parser.add_argument("--out", default="bench/results/model_step.json")
     args = parser.parse_args(argv)
     shapes = Shapes(args.batch, args.passages, args.query_len, args.passage_len, args.answer_len)
 
     peak = measure_peak_flops()
-    ours = bench_class_jax(args.size, shapes, args.vocab, args.repeats)
-    rows = [("class_jax (JAX)", ours["step_s"])]
-    result = {"size": args.size, "shapes": dataclasses.asdict(shapes), "tokens_per_step": shapes.tokens,
-              "vocab": args.vocab, "peak_flops": peak, "class_jax": ours, "machine": platform.platform(),
-              "cpus": os.cpu_count()}
+    builders = {"class_jax": class_jax_runner}
     if not args.skip_hf:
-        hf = bench_hf(args.size, shapes, args.vocab, args.repeats)
-        rows.append(("HF transformers (PyTorch)", hf["step_s"]))
-        result["hf"] = hf
-        result["speedup_vs_hf"] = hf["step_s"] / ours["step_s"]
+        builders["hf"] = hf_runner
+    result = {"size": args.size, "shapes": dataclasses.asdict(shapes), "tokens_per_step": shapes.tokens,
+              "vocab": args.vocab, "timing": "sequential" if args.sequential else f"{args.rounds} alternating blocks",
+              **bench_utils.machine()}
+    if args.sequential:
+        for name, build in builders.items():
+            run, result[name] = build(args.size, shapes, args.vocab)
+            result[name].update(bench_utils.timeit(run, 2, args.repeats * args.rounds))
+            del run
+    else:
+        steps = {}
+        for name, build in builders.items():
+            steps[name], result[name] = build(args.size, shapes, args.vocab)
+        for name, timing in bench_utils.in_blocks(steps, 2, args.repeats, args.rounds).items():
+            result[name].update(timing)
+        del steps
+    ours = result["class_jax"]
+    for side in builders:
+        result[side]["step_s"] = result[side]["min_s"]
+    if "hf" in result:
+        result["speedup_vs_hf"] = result["hf"]["step_s"] / ours["step_s"]
     # The peak is measured before and after the runs and the best kept: on a shared machine a single
     # measurement taken during a burst of other work would understate it and inflate MFU.
-    for name, value in measure_peak_flops().items():
-        peak[name] = max(peak.get(name, 0.0), value)
+    peak = bench_utils.best_peak(peak, measure_peak_flops())
     best_peak = max(peak.values())
     result["peak_flops"] = peak
     result["mfu"] = ours["flops"] / ours["step_s"] / best_peak
 
     print(f"FiD train step, mT5-{args.size} shapes, batch {shapes.batch} x {shapes.passages} passages x "
-          f"({shapes.query_len}+{shapes.passage_len}) + answer {shapes.answer_len}, float32, {os.cpu_count()} CPUs")
+          f"({shapes.query_len}+{shapes.passage_len}) + answer {shapes.answer_len}, float32, {os.cpu_count()} CPUs, "
+          f"{result['timing']} timing, fastest of {args.repeats}")
     print("measured matmul peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()))
     print(f"step FLOPs: analytic {ours['flops'] / 1e9:.1f} G (used for MFU), XLA cost analysis "
-          f"{ours['xla_flops'] / 1e9:.1f} G")
-    print(f"{'implementation':<28}{'step s':>10}{'tokens/s':>12}{'vs HF':>8}{'MFU':>8}")
-    hf_time = result.get("hf", {}).get("step_s")
-    for name, seconds in rows:
-        ratio = f"{hf_time / seconds:.2f}x" if hf_time else "-"
-        mfu = f"{ours['flops'] / seconds / best_peak:.1%}" if name.startswith("class_jax") else "-"
-        print(f"{name:<28}{seconds:>10.3f}{shapes.tokens / seconds:>12.0f}{ratio:>8}{mfu:>8}")
+          f"{ours['xla_flops'] / 1e9:.1f} G\n")
+    rows = []
+    for side, label in (("class_jax", "class_jax (JAX, jit + donation)"), ("hf", "HF transformers (PyTorch)")):
+        if side in result:
+            seconds = result[side]["step_s"]
+            ratio = f"{result['hf']['step_s'] / seconds:.2f}x" if "hf" in result else "-"
+            mfu = f"{ours['flops'] / seconds / best_peak:.1%}" if side == "class_jax" else "-"
+            rows.append([label, f"{seconds:.3f}", f"{shapes.tokens / seconds:.0f}", ratio, mfu])
+    print(bench_utils.markdown_table(["implementation", "step s", "tokens/s", "vs HF", "MFU"], rows))
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
