@@ -15,7 +15,6 @@ from typing import Any
 from class_jax.data.teacher import BM25Teacher
 from class_jax.errors import UserError
 from class_jax.tasks import fid_builders
-from class_jax.tasks import fid_files
 from class_jax.tasks import query_sources
 from class_jax.trainer import distributed
 from class_jax.trainer import gin_utils
@@ -92,11 +91,9 @@ def run(args: argparse.Namespace) -> int:
                                                          args.langs, num_passages=args.k,
                                                          num_shards=args.num_shards, overwrite=args.overwrite)
     else:
-        examples = fid_builders.fid_examples_for_questions(_load_questions(args.questions),
-                                                           _retriever(args, passages), passages, args.k,
-                                                           with_target=not args.eval)
-        manifests = {"": fid_files.write_fid_examples(examples, args.out, args.num_shards, num_passages=args.k,
-                                                      overwrite=args.overwrite)}
+        manifests = {"": fid_builders.write_question_fid_files(
+            _load_questions(args.questions), _retriever(args, passages), passages, args.out, num_passages=args.k,
+            with_target=not args.eval, num_shards=args.num_shards, overwrite=args.overwrite)}
     for lang, manifest in sorted(manifests.items()):
         print(f"{args.out.replace('{lang}', lang) if lang else args.out}: {manifest['num_examples']} examples, "
               f"k = {manifest['num_passages']}")

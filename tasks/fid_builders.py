@@ -209,3 +209,19 @@ def write_mlqa_pt_fid_files(mined_root: str, retriever: Retriever, passages: Map
             examples, out_template.format(lang=lang), num_shards, num_passages=num_passages, overwrite=overwrite,
             metadata={"source": mining_io.join(mined_root, "mlqa_pt", lang)})
     return manifests
+
+
+def write_question_fid_files(questions: Sequence[GoldQuestion], retriever: Retriever, passages: Mapping[str, Passage],
+                             out_dir: str, *, num_passages: int, with_target: bool, num_shards: int = 1,
+                             overwrite: bool = False) -> dict:
+    """One FiD directory of questions with the retriever's top k (fine-tuning, or evaluation without targets).
+
+    Returns:
+      The written manifest.
+
+    Raises:
+      UserError: the retriever returns a passage id missing from `passages`.
+    """
+    return fid_files.write_fid_examples(
+        fid_examples_for_questions(questions, retriever, passages, num_passages, with_target=with_target),
+        out_dir, num_shards, num_passages=num_passages, overwrite=overwrite)

@@ -208,7 +208,7 @@ class DemoPipeline:
             return systems.bm25_system(self.paths, self.settings.recall_at, self.settings.retrieve_depth)
         return systems.model_system(self.params_dir(system), self.paths, self.eval_dir(system),
                                     self.settings.target_languages, self.settings.recall_at,
-                                    self.settings.retrieve_depth)
+                                    self.settings.retrieve_depth, self.lengths)
 
     # ----------------------------------------------------------------------------------------- the steps
     def steps(self) -> list[Step]:

@@ -125,18 +125,13 @@ def bm25_system(paths: DemoPaths, recall_at: Sequence[int], depth: int) -> dict[
 def build_index(params_dir: pathlib.Path, paths: DemoPaths, languages: Sequence[str] | None,
                 out: pathlib.Path, passage_length: int) -> pathlib.Path:
     """`class-jax index` for a params directory (resumes a killed build; a complete index is kept)."""
-    from class_jax.retrieval import corpus_encoder, loading  # pylint: disable=import-outside-toplevel
+    from class_jax.retrieval import index_cli  # pylint: disable=import-outside-toplevel
     from class_jax.retrieval.corpus_source import CorpusSource  # pylint: disable=import-outside-toplevel
-    from class_jax.retrieval.encoder import RetrievalEncoder  # pylint: disable=import-outside-toplevel
     from class_jax.trainer.partitioning import Partitioner  # pylint: disable=import-outside-toplevel
 
-    partitioner = Partitioner()
-    vocabulary, vocabulary_sha256 = loading.load_vocabulary(str(paths.vocab), str(params_dir))
-    loaded = loading.load_model(str(params_dir), partitioner, vocabulary)
-    encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, batch_size=64)
-    corpus_encoder.encode_corpus(encoder, vocabulary, CorpusSource.plan(paths.corpus, languages), str(out),
-                                 loaded.identity, vocabulary_sha256, dtype="float32",
-                                 passage_max_length=passage_length, progress=False)
+    index_cli.build_index(str(params_dir), str(paths.vocab), CorpusSource.plan(paths.corpus, languages), str(out),
+                          Partitioner(), batch_size=64, dtype="float32", passage_max_length=passage_length,
+                          progress=False)
     return out
 
 
@@ -151,11 +146,9 @@ def index_retriever(params_dir: pathlib.Path, index_dir: pathlib.Path, paths: De
 def write_question_fid(retriever: Any, question_file: pathlib.Path, passages: dict, out: pathlib.Path,
                        num_passages: int, with_target: bool) -> int:
     """`class-jax build-fid --kind questions`: the questions with the retriever's top k; returns the count."""
-    questions = query_sources.load_xor_questions(question_file)
-    manifest = fid_files.write_fid_examples(
-        fid_builders.fid_examples_for_questions(questions, retriever, passages, num_passages,
-                                                with_target=with_target),
-        str(out), 1, num_passages=num_passages, overwrite=True)
+    manifest = fid_builders.write_question_fid_files(
+        query_sources.load_xor_questions(question_file), retriever, passages, str(out), num_passages=num_passages,
+        with_target=with_target, overwrite=True)
     return manifest["num_examples"]
 
 
@@ -174,7 +167,7 @@ def evaluate_answers(params_dir: pathlib.Path, fid_dir: pathlib.Path, out: pathl
 
 
 def model_system(params_dir: pathlib.Path, paths: DemoPaths, out: pathlib.Path, languages: Sequence[str],
-                 recall_at: Sequence[int], depth: int) -> dict[str, Any]:
+                 recall_at: Sequence[int], depth: int, lengths: dict[str, int]) -> dict[str, Any]:
     """Indexes the corpus with a model, then scores its cross-lingual retrieval and its answers.
 
     Args:
@@ -184,11 +177,11 @@ def model_system(params_dir: pathlib.Path, paths: DemoPaths, out: pathlib.Path, 
       languages: the evaluated question languages.
       recall_at: R@n cut-offs.
       depth: passages retrieved per retrieval question.
+      lengths: `demo_feature_lengths(paths)`.
 
     Returns:
       {"retrieval": retrieval_report(...), "answers": answer_report(...), "indexes": {...}}.
     """
-    lengths = demo_feature_lengths(paths)
     english_index = build_index(params_dir, paths, ["en"], out / "index_en", lengths["PASSAGE_LENGTH"])
     full_index = build_index(params_dir, paths, None, out / "index_all", lengths["PASSAGE_LENGTH"])
 

@@ -8,11 +8,13 @@ model, vocabulary, dtype, shard size or corpus into the same --out is refused.
 
 import argparse
 import logging
+from typing import Any, Optional
 
 from class_jax.errors import UserError
-from class_jax.retrieval import corpus_encoder, index_format, index_reader, loading
+from class_jax.retrieval import corpus_encoder, index_format, index_reader, loading, text_inputs
 from class_jax.retrieval.corpus_source import CorpusSource
 from class_jax.retrieval.encoder import RetrievalEncoder
+from class_jax.trainer.partitioning import Partitioner
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +33,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 
+def build_index(checkpoint: str, vocabulary_path: Optional[str], corpus: CorpusSource, out: str,
+                partitioner: Partitioner, *, batch_size: int = 256, dtype: str = "float16",
+                shard_size: int = corpus_encoder.DEFAULT_SHARD_SIZE,
+                passage_max_length: int = text_inputs.PASSAGE_MAX_LENGTH, progress: bool = True) -> dict[str, Any]:
+    """Encodes `corpus` with a params directory into the index `out` (resuming a killed build).
+
+    Args:
+      checkpoint: the params directory.
+      vocabulary_path: a SentencePiece model, or None for the checkpoint's own.
+      corpus: the planned corpus rows.
+      out: the index directory.
+      partitioner: where the parameters are placed.
+      batch_size: passages per step over all devices.
+      dtype: stored vector dtype.
+      shard_size: passages per index shard.
+      passage_max_length: passage tokens, EOS included.
+      progress: show a progress bar.
+
+    Returns:
+      The index manifest.
+
+    Raises:
+      UserError: bad checkpoint or vocabulary, a batch that does not split over the devices, or an incompatible
+        build in `out`.
+    """
+    vocabulary, vocabulary_sha256 = loading.load_vocabulary(vocabulary_path, checkpoint)
+    loaded = loading.load_model(checkpoint, partitioner, vocabulary)
+    try:
+        encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, batch_size, dtype=dtype)
+    except ValueError as e:
+        raise UserError(f"--batch_size {batch_size}: {e}") from e
+    return corpus_encoder.encode_corpus(encoder, vocabulary, corpus, out, loaded.identity, vocabulary_sha256,
+                                        dtype=dtype, shard_size=shard_size, passage_max_length=passage_max_length,
+                                        progress=progress)
+
+
 def run(args: argparse.Namespace) -> int:
     """Builds the index and prints a one-line summary.
 
@@ -38,16 +76,9 @@ def run(args: argparse.Namespace) -> int:
       UserError: bad corpus, checkpoint, vocabulary, or an incompatible build in --out.
     """
     partitioner = loading.start(args)
-    corpus = CorpusSource.plan(args.corpus, args.langs)
-    vocabulary, vocabulary_sha256 = loading.load_vocabulary(args.vocab, args.checkpoint)
-    loaded = loading.load_model(args.checkpoint, partitioner, vocabulary)
-    try:
-        encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, args.batch_size, dtype=args.dtype)
-    except ValueError as e:
-        raise UserError(f"--batch_size {args.batch_size}: {e}") from e
-    manifest = corpus_encoder.encode_corpus(
-        encoder, vocabulary, corpus, args.out, loaded.identity, vocabulary_sha256, dtype=args.dtype,
-        shard_size=args.shard_size, progress=not args.no_progress)
+    manifest = build_index(args.checkpoint, args.vocab, CorpusSource.plan(args.corpus, args.langs), args.out,
+                           partitioner, batch_size=args.batch_size, dtype=args.dtype, shard_size=args.shard_size,
+                           progress=not args.no_progress)
     logging.info("Index %s: %s.", args.out, index_reader.describe(manifest))
     print(f"{index_format.index_dir_path(args.out)}: {index_reader.describe(manifest)}")
     return 0

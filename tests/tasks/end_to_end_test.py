@@ -46,9 +46,8 @@ def _evaluate(gin_file: str, bindings: list[str]) -> dict:
 
 def _write_question_fid(path: pathlib.Path, question_file: pathlib.Path, retriever, passages, with_target: bool):
     questions = query_sources.load_xor_questions(question_file)
-    fid_files.write_fid_examples(fid_builders.fid_examples_for_questions(questions, retriever, passages, K,
-                                                                         with_target=with_target),
-                                 str(path), 2, num_passages=K)
+    fid_builders.write_question_fid_files(questions, retriever, passages, str(path), num_passages=K,
+                                          with_target=with_target, num_shards=2)
     return questions
 
 
