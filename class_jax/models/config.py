@@ -38,6 +38,10 @@ class ModelConfig:
       token_score_length_norm: token mode: divide the max-sim sum by the number of query tokens.
       retrieval_target_dropout: take the retrieval target from post-dropout attention probabilities, as the
         released PyTorch code does (for bit-parity experiments only; the default is dropout-free).
+      identical_projection_init: initialise `passage_proj` as a copy of `query_proj` (the two towers start
+        identical, as DPR's two encoders start from one BERT), so a fresh retriever already scores a passage by
+        the similarity of its pooled representation to the query's; the released code draws the two
+        independently, which makes a fresh retriever's scores noise. Only matters when training from scratch.
     """
 
     vocab_size: int = 250112
@@ -61,6 +65,7 @@ class ModelConfig:
     token_score_position_bias: bool = False
     token_score_length_norm: bool = False
     retrieval_target_dropout: bool = False
+    identical_projection_init: bool = False
 
     @property
     def retriever_layer_index(self) -> int:

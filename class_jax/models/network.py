@@ -95,7 +95,11 @@ class Retriever(nn.Module):
         pooled = jnp.sum(normed.astype(jnp.float32) * weights, axis=-2) / jnp.maximum(
             jnp.sum(weights, axis=-2), 1.0)
         query_proj = layers.dense(cfg.retrieval_dim, (EMBED, JOINED_KV), init, jnp.float32, "query_proj")
-        passage_proj = layers.dense(cfg.retrieval_dim, (EMBED, JOINED_KV), init, jnp.float32, "passage_proj")
+        passage_init = init
+        if cfg.identical_projection_init:
+            # Called only while initialising, after query_proj has been created below.
+            passage_init = lambda *_: nn.unbox(query_proj.variables["params"]["kernel"])  # noqa: E731
+        passage_proj = layers.dense(cfg.retrieval_dim, (EMBED, JOINED_KV), passage_init, jnp.float32, "passage_proj")
         if self.is_initializing():  # create both projections whichever side is encoded first
             query_proj(pooled), passage_proj(pooled)
         projected = query_proj(pooled) if is_query else passage_proj(pooled)

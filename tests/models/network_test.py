@@ -1,5 +1,7 @@
 """Properties of the CLASS network: retriever split, retrieval target, caches, remat, dtypes."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -188,6 +190,24 @@ def test_tree_uses_t5x_names():
     assert params["encoder"]["relpos_bias"]["rel_embedding"].shape == (3, 8)
     assert params["encoder"]["retriever"]["layer_norm"]["scale"].shape == (15,)
     assert sorted(k for k in params["encoder"] if k.startswith("layers_")) == [f"layers_{i}" for i in range(4)]
+
+
+def test_identical_projection_init_starts_both_towers_equal():
+    _, independent = _init(TINY)
+    _, identical = _init(dataclasses.replace(TINY, identical_projection_init=True))
+    retriever = identical["encoder"]["retriever"]
+    np.testing.assert_array_equal(retriever["query_proj"]["kernel"], retriever["passage_proj"]["kernel"])
+    # Only passage_proj changes: the query tower is the independent init's.
+    np.testing.assert_array_equal(retriever["query_proj"]["kernel"],
+                                  independent["encoder"]["retriever"]["query_proj"]["kernel"])
+    assert not np.array_equal(independent["encoder"]["retriever"]["query_proj"]["kernel"],
+                              independent["encoder"]["retriever"]["passage_proj"]["kernel"])
+    # So a fresh retriever maps a text to the same vector as a query and as a passage.
+    model = CLASSModel(dataclasses.replace(TINY, identical_projection_init=True))
+    tokens = jnp.asarray(_batch()["query_tokens"])
+    query = model.encode_for_retrieval(identical, tokens, is_query=True)
+    passage = model.encode_for_retrieval(identical, tokens, is_query=False)
+    np.testing.assert_allclose(query["vectors"], passage["vectors"], rtol=1e-6)
 
 
 def test_invalid_config_is_refused():
