@@ -10,7 +10,8 @@ Stage 1 (CLR-PT) adds:
   english_query_tokens   [B, Lq]      the parallel English cloze.
   teacher_scores         [B, k] float (own passages only: see LossConfig.unscored_passages) or [B, B*k] float
                          (every query against every passage of the global batch).
-  teacher_reader_scores  [B, k] float (optional; the teacher reader's passage distribution logits).
+  teacher_reader_scores  [B, k] float (optional; logits of the teacher reader's passage distribution, for
+                         LossConfig.decoder_teacher_kl; without them the teacher's retrieval scores stand in).
 """
 
 import dataclasses
@@ -43,7 +44,11 @@ class LossConfig:
       label_smoothing: of the answer cross-entropy.
       teacher_temperature: stage 1: softmax temperature applied to teacher scores.
       kl_teacher_en / kl_teacher_xx / kl_en_xx: stage-1 terms, each switchable.
-      decoder_teacher_kl: stage 1: add alpha * KL(softmax(teacher_reader_scores) ‖ student reader distribution).
+      decoder_teacher_kl: stage 1: add alpha * KL(teacher ‖ student reader's passage distribution), the
+        distribution stage 2 takes its retrieval target from (`losses.reader_passage_distribution`), trained
+        here so that it already points at relevant passages when stage 2 starts. The teacher is
+        softmax(teacher_reader_scores) when the batch has them (a teacher with a reader); a teacher without one
+        (BM25) gives its retrieval distribution over the query's own k passages, at `teacher_temperature`.
       answer_alignment_kl: stage 1: also decode from the English query and add
         KL(sg(P_en(answer)) ‖ P_xx(answer)) per answer token.
       reader_retriever_kl: stage 1: also add the stage-2 KL(reader target ‖ S_xx over own passages).
@@ -165,16 +170,15 @@ class CLASSModel(BaseModel):
         passage_present = jnp.any(batch["passage_tokens"] > 0, axis=-1)  # [B, k]
         query_side = self._vectors(params, out["query_readout"], True)
         passage_side = self._vectors(params, out["passage_readout"], False)
-        target = losses.retrieval_target(out["cross_probs"], out["encoded_valid"], k)
-
         if cfg.stage == "reader" or cfg.reader_retriever_kl:
+            target = losses.retrieval_target(out["cross_probs"], out["encoded_valid"], k)
             own = self._own_scores(params, query_side, passage_side)
             kl = losses.reader_retriever_kl(target, own, passage_present)
             metrics["loss/kl_reader_retriever"] = kl
             loss = loss + cfg.alpha * kl
         if cfg.stage == "clr_pt":
             loss = loss + self._clr_pt_terms(params, batch, out, query_side, passage_side, passage_present,
-                                             target, dropout_rng, metrics)
+                                             dropout_rng, metrics)
         elif cfg.stage != "reader":
             raise ValueError(f"LossConfig.stage={cfg.stage!r}: expected 'reader' or 'clr_pt'")
         metrics["loss"] = loss
@@ -193,7 +197,7 @@ class CLASSModel(BaseModel):
 
     def _clr_pt_terms(self, params: PyTree, batch: Mapping[str, Array], out: dict[str, Array],
                       query_side: dict[str, Array], passage_side: dict[str, Array], passage_present: Array,
-                      target: Array, dropout_rng: Optional[Array], metrics: dict[str, Array]) -> Array:
+                      dropout_rng: Optional[Array], metrics: dict[str, Array]) -> Array:
         cfg = self.loss_config
         num_queries, k = passage_present.shape
         english = self.encode_for_retrieval(params, batch["english_query_tokens"], is_query=True)
@@ -221,8 +225,16 @@ class CLASSModel(BaseModel):
             metrics[f"loss/{name}"] = terms[name]
             total = total + (cfg.alpha * terms[name] if enabled else 0.0)
         if cfg.decoder_teacher_kl:
-            teacher_reader = jnp.exp(losses.masked_log_softmax(batch["teacher_reader_scores"], passage_present))
-            kl = losses.kl_divergence(teacher_reader, jnp.log(jnp.maximum(target, 1e-20)), passage_present)
+            if "teacher_reader_scores" in batch:
+                teacher_logits = batch["teacher_reader_scores"].astype(jnp.float32)
+            else:  # the retrieval teacher's scores of each query's own k passages
+                own = batch["teacher_scores"].astype(jnp.float32)
+                if own.shape[1] != k:
+                    own = own.reshape(num_queries, num_queries, k)[jnp.arange(num_queries), jnp.arange(num_queries)]
+                teacher_logits = own / cfg.teacher_temperature
+            teacher_reader = jnp.exp(losses.masked_log_softmax(teacher_logits, passage_present))
+            reader = losses.reader_passage_distribution(out["cross_probs"], out["encoded_valid"], k)
+            kl = losses.kl_divergence(teacher_reader, jnp.log(jnp.maximum(reader, 1e-20)), passage_present)
             metrics["loss/kl_decoder_teacher"] = kl
             total = total + cfg.alpha * kl
         if cfg.answer_alignment_kl:

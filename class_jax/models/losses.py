@@ -63,11 +63,11 @@ def kl_divergence(target_probs: Array, log_probs: Array, mask: Array) -> Array:
     return jnp.sum(per_row * rows) / jnp.maximum(jnp.sum(rows), 1.0)
 
 
-def retrieval_target(cross_probs: Array, encoded_valid: Array, num_passages: int) -> Array:
-    """The reader's passage distribution, used as the retriever's target.
+def reader_passage_distribution(cross_probs: Array, encoded_valid: Array, num_passages: int) -> Array:
+    """The reader's distribution over its k passages (differentiable).
 
     Cross-attention probabilities of the last decoder layer at the first decoder position, summed over each
-    (query, passage) pair's tokens, averaged over heads; gradients stopped.
+    (query, passage) pair's tokens, averaged over heads.
 
     Args:
       cross_probs: [batch, heads, dec_len, k * pair_len] attention probabilities (pads already ~0).
@@ -80,7 +80,12 @@ def retrieval_target(cross_probs: Array, encoded_valid: Array, num_passages: int
     first = cross_probs[:, :, 0, :] * encoded_valid[:, None, :]
     batch, heads, enc_len = first.shape
     per_passage = first.reshape(batch, heads, num_passages, enc_len // num_passages).sum(-1)
-    return jax.lax.stop_gradient(per_passage.mean(axis=1))
+    return per_passage.mean(axis=1)
+
+
+def retrieval_target(cross_probs: Array, encoded_valid: Array, num_passages: int) -> Array:
+    """The retriever's target from stage 2 on: `reader_passage_distribution` with gradients stopped."""
+    return jax.lax.stop_gradient(reader_passage_distribution(cross_probs, encoded_valid, num_passages))
 
 
 def reader_retriever_kl(target: Array, scores: Array, mask: Array) -> Array:
