@@ -17,7 +17,7 @@ from class_jax.data.demo_language import DemoLanguage, Slot
 from class_jax.data.demo_world import Fact, World
 
 # Questions per language and kind.
-QUESTIONS_PER_LANGUAGE = {"small": 12, "default": 100}
+QUESTIONS_PER_LANGUAGE = {"small": 12, "default": 250}
 DEV_FRACTION = 0.3
 FULL_FROM_OWN_WIKI = 0.7
 FILES = {("retrieve", "train"): "xor_train_retrieve_eng_span.jsonl",
