@@ -68,11 +68,12 @@ class RetrievalEncoder:
         sharded = ({"vectors": partitioner.batch_sharding(2)} if pooled else
                    {"tokens": partitioner.batch_sharding(3), "lengths": partitioner.batch_sharding(1)})
         replicated = {name: partitioner.replicated for name in sharded}
+        options = partitioner.inference_compiler_options()
         self._functions = {}
         for is_query in (True, False):
             body = functools.partial(_outputs, model, is_query=is_query, dtype=self.dtype)
-            self._functions[is_query, "local"] = jax.jit(body, out_shardings=sharded)
-            self._functions[is_query, "global"] = jax.jit(body, out_shardings=replicated)
+            self._functions[is_query, "local"] = jax.jit(body, out_shardings=sharded, compiler_options=options)
+            self._functions[is_query, "global"] = jax.jit(body, out_shardings=replicated, compiler_options=options)
 
     @property
     def local_batch_size(self) -> int:

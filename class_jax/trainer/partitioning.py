@@ -28,6 +28,12 @@ LogicalRules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
 MESH_AXIS_NAMES = ("data", "fsdp", "model")
 
+# XLA:CPU options for forward-only (inference) computations. jaxlib 0.10's default YNNPACK fusions fold each attention
+# block (batched QK^T, softmax, PV over [batch, heads, length, length]) into one kernel that ran several times slower
+# than XLA's own loop fusions and Eigen matmuls on the same work; with them off, corpus encoding at mT5-small shapes
+# ran about 1.4x faster (bench/encode.py, bench/RESULTS.md "Issue 8, round 2"). An empty list disables them all.
+CPU_INFERENCE_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
 # Pure data parallelism: the batch is split over every device, every parameter is replicated. The gin files in
 # gin/sharding/ override this; it is the default so that programmatic use needs no gin at all.
 DATA_PARALLEL_RULES: LogicalRules = (
@@ -149,6 +155,17 @@ class Partitioner:
         """Context in which the mesh and rules are current (for tracing models that constrain activations)."""
         with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.logical_axis_rules):
             yield
+
+    def inference_compiler_options(self) -> dict[str, str]:
+        """XLA compiler options for forward-only jitted functions on this mesh (`jax.jit(compiler_options=...)`).
+
+        Returns:
+          `CPU_INFERENCE_COMPILER_OPTIONS` when the mesh is made of CPU devices, else {} (the options are
+          XLA:CPU's; other backends keep their defaults).
+        """
+        if all(device.platform == "cpu" for device in self.mesh.devices.flat):
+            return dict(CPU_INFERENCE_COMPILER_OPTIONS)
+        return {}
 
     # ------------------------------------------------------------------ shardings
     def logical_to_mesh_sharding(self, logical_specs: PyTree) -> PyTree:

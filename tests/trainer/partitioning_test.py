@@ -1,6 +1,7 @@
 """Partitioning: mesh shapes, per-host batch rows, and the same training under different shardings."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -98,3 +99,18 @@ def test_adafactor_state_layout_shards_parameter_shaped_statistics_only():
     # The unfactored second moment of the (16,) norm scale has its parameter's shape and sharding.
     v_scale = next(leaf for path, leaf in by_path.items() if ".v[" in path and "decoder_norm_scale" in path)
     assert v_scale.shape == (16,) and v_scale.sharding.spec == P("fsdp")
+
+
+def test_cpu_inference_options_turn_off_ynnpack_fusions_without_changing_results():
+    partitioner = partitioning.Partitioner()
+    options = partitioner.inference_compiler_options()
+    assert options == partitioning.CPU_INFERENCE_COMPILER_OPTIONS  # the test mesh is made of CPU devices
+
+    def attention(q, k, v):  # the pattern the YNNPACK fusions ran slowly (see CPU_INFERENCE_COMPILER_OPTIONS)
+        return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k), axis=-1), v)
+
+    q, k, v = np.random.default_rng(0).normal(size=(3, 2, 16, 4, 8)).astype(np.float32)
+    default, tuned = jax.jit(attention), jax.jit(attention, compiler_options=options)
+    assert "ynn_fusion" in default.lower(q, k, v).compile().as_text()  # else the option has nothing left to do
+    assert "ynn_fusion" not in tuned.lower(q, k, v).compile().as_text()
+    np.testing.assert_allclose(tuned(q, k, v), default(q, k, v), rtol=1e-5, atol=1e-6)
