@@ -40,6 +40,10 @@ from class_jax.errors import UserError
 
 FORMAT_VERSION = 1
 _TEMP_SUFFIX = ".partial"
+# gzip level of every `.gz` file written here. On ingest's output, level 1 compressed 3.8x faster than level 6 for
+# files 17% larger; at level 6, compression took about a tenth of `class-jax ingest`'s CPU time (bench/RESULTS.md,
+# "Issue 8, round 2"). Readers accept any level.
+GZIP_LEVEL = 1
 
 
 @contextlib.contextmanager
@@ -64,7 +68,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wt") -> Iterator[io.IOBas
                 stream: io.IOBase = raw
                 if path.suffix == ".gz":
                     stream = layers.enter_context(
-                        gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0))
+                        gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0))
                 if "b" not in mode:
                     text = io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
                     # Detach rather than close, so closing the text layer never closes the layers below it.

@@ -3,6 +3,7 @@ a kill, skipped-page accounting and the `class-jax ingest` command."""
 
 import bz2
 import collections
+import gzip
 import json
 import re
 import xml.etree.ElementTree as ElementTree
@@ -53,6 +54,17 @@ def test_page_and_redirect_counts_match_elementtree(english):
     assert len(redirect_rows) == counts["redirects"]
     assert counts["disambiguation_pages"] == sum(a.is_disambiguation for a in articles) > 0
     assert counts["list_pages"] == sum(a.is_list for a in articles) > 0
+
+
+def test_outputs_are_gzip_at_the_fast_level_and_read_back(english):
+    root, _, _ = english
+    files = sorted((root / "en").rglob("*.gz"))
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        # RFC 1952 header byte XFL: 4 = "fastest algorithm" (level 1), 2 = maximum compression, 0 = the others.
+        assert data[8] == 4, path
+        assert gzip.decompress(data).decode("utf-8")
 
 
 def test_link_counts_match_an_independent_regex_count(english):
