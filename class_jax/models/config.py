@@ -41,7 +41,8 @@ class ModelConfig:
       identical_projection_init: initialise `passage_proj` as a copy of `query_proj` (the two towers start
         identical, as DPR's two encoders start from one BERT), so a fresh retriever already scores a passage by
         the similarity of its pooled representation to the query's; the released code draws the two
-        independently, which makes a fresh retriever's scores noise. Only matters when training from scratch.
+        independently, which makes a fresh retriever's scores noise. Only matters where the projections are
+        initialised rather than loaded.
     """
 
     vocab_size: int = 250112
