@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
       UserError: a work directory that holds something else, or bad input found on the way.
     """
     from class_jax.demo import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
+    from class_jax.trainer.preemption import PreemptionWatcher  # pylint: disable=import-outside-toplevel
 
     workdir = pathlib.Path(args.workdir)
     pipeline_lib.check_workdir(workdir)
@@ -85,18 +86,23 @@ def run(args: argparse.Namespace) -> int:
           f"{pipeline.workdir / console.LOG_FILE}", flush=True)
     started = time.perf_counter()
     try:
-        for index, step in enumerate(steps, 1):
-            if pipeline.ledger.done(step.name):
-                console.step_line(index, len(steps), step.title, "done before, skipped")
-                continue
-            step_started = time.perf_counter()
-            if step.training is not None:
-                with console.training_bar(pipeline.run_dir(step.name.removeprefix("train_")),
-                                          step.training.train_steps, step.title):
+        # Ctrl-C / SIGTERM only set a flag (shared with the trainer's own watcher): training checkpoints at its
+        # next step, any other step finishes, and the demo stops there. A second Ctrl-C aborts at once.
+        with PreemptionWatcher() as watcher:
+            for index, step in enumerate(steps, 1):
+                if pipeline.ledger.done(step.name):
+                    console.step_line(index, len(steps), step.title, "done before, skipped")
+                    continue
+                step_started = time.perf_counter()
+                if step.training is not None:
+                    with console.training_bar(pipeline.run_dir(step.name.removeprefix("train_")),
+                                              step.training.train_steps, step.title):
+                        pipeline.ledger.run(step.name, step.fn)
+                else:
                     pipeline.ledger.run(step.name, step.fn)
-            else:
-                pipeline.ledger.run(step.name, step.fn)
-            console.step_line(index, len(steps), step.title, f"{time.perf_counter() - step_started:.1f} s")
+                console.step_line(index, len(steps), step.title, f"{time.perf_counter() - step_started:.1f} s")
+                if watcher.requested and index < len(steps):
+                    raise pipeline_lib.DemoInterrupted(f"stopped after step {index}")
     except (KeyboardInterrupt, pipeline_lib.DemoInterrupted) as e:
         pipeline.ledger.save()
         detail = f" ({e})" if str(e) else ""

@@ -5,6 +5,10 @@ consistent state. With several processes the flag is OR-reduced across them (a s
 different steps; all must stop at the same one to save together). That reduction is a small collective that waits
 for the step to finish, so it runs only every `check_period` steps, the same steps on every host. A second SIGINT restores Python's
 default behaviour (KeyboardInterrupt), so an impatient user can still abort.
+
+Watchers nest and share one flag: a program that drives training (the demo) watches for the whole run, so a signal
+that arrives while the trainer is still setting up (before its own watcher is installed) still stops training at
+its first step, and the program sees it after training returns. The outermost watcher starts with a clear flag.
 """
 
 import logging
@@ -18,6 +22,9 @@ from jax.experimental import multihost_utils
 import numpy as np
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Shared by every watcher of the process (see the module docstring); _active counts the nested ones.
+_REQUESTED = threading.Event()
+_active = 0
 
 
 class PreemptionWatcher:
@@ -30,17 +37,22 @@ class PreemptionWatcher:
           check_period: with several processes, poll (collectively) only at steps that are multiples of this.
         """
         self.check_period = max(1, check_period)
-        self._requested = threading.Event()
         self._previous: dict[int, object] = {}
         self.signal_name: Optional[str] = None
 
     def __enter__(self) -> "PreemptionWatcher":
+        global _active  # pylint: disable=global-statement
+        if _active == 0:
+            _REQUESTED.clear()
+        _active += 1
         if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
             for sig in _SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc_info) -> None:
+        global _active  # pylint: disable=global-statement
+        _active -= 1
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
@@ -49,13 +61,18 @@ class PreemptionWatcher:
         del frame
         self.signal_name = signal.Signals(signum).name
         logging.warning("Received %s: will checkpoint at the end of the current step and exit.", self.signal_name)
-        self._requested.set()
+        _REQUESTED.set()
         if signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def request(self) -> None:
         """Asks for a stop as a signal would (tests, hooks)."""
-        self._requested.set()
+        _REQUESTED.set()
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was asked for on this process since the outermost watcher was entered."""
+        return _REQUESTED.is_set()
 
     def should_stop(self, step: int) -> bool:
         """Whether to stop after `step`: asked to on this process, or (several processes) on any of them.
@@ -63,7 +80,7 @@ class PreemptionWatcher:
         With several processes every one must call this at every step; the check is collective at multiples of
         `check_period` and False in between.
         """
-        local = self._requested.is_set()
+        local = self.requested
         if jax.process_count() == 1:
             return local
         if step % self.check_period:
