@@ -7,7 +7,7 @@ question at all) is NaN. Per-language figures are named "<metric>_<lang>"; corre
 """
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from class_jax.errors import UserError
 from class_jax.evaluation import files, mkqa, mkqa_apple, xor_engspan, xor_full, xor_retrieve
@@ -49,13 +49,14 @@ def _answer_report_metrics(report: xor_full.AnswerScoreReport) -> dict[str, floa
     return metrics
 
 
-def xor_retrieve_recall(targets: Sequence[Mapping[str, Any]], predictions: Sequence[Sequence[str]]
-                        ) -> dict[str, float]:
+def xor_retrieve_recall(targets: Sequence[Mapping[str, Any]], predictions: Sequence[Sequence[str]],
+                        tokenize: Optional[xor_retrieve.Tokenizer] = None) -> dict[str, float]:
     """XOR-Retrieve R@2kt / R@5kt (official) and their corrected variants.
 
     Args:
         targets: one dict per question: {"lang": "ja", "answers": ["English span", ...]} ("id" optional, unused).
         predictions: for each question, the retrieved passage texts in rank order (a list of strings).
+        tokenize: the word tokenizer (default: the official one, `text.official_word_tokenize`).
 
     Returns:
         {"R@2kt", "R@5kt", "R@2kt_<lang>", ..., "corrected_R@2kt", "corrected_R@5kt", "corrected_R@2kt_<lang>", ...}.
@@ -67,7 +68,7 @@ def xor_retrieve_recall(targets: Sequence[Mapping[str, Any]], predictions: Seque
         if isinstance(passages, str) or not all(isinstance(p, str) for p in passages):
             raise UserError(f"predictions[{i}]: expected a list of passage texts")
         records.append(RetrievalPrediction(id=question.id, lang=question.lang, passages=tuple(passages), index=i))
-    result = xor_retrieve.score_xor_retrieve(gold, records)
+    result = xor_retrieve.score_xor_retrieve(gold, records, tokenize=tokenize)
     metrics = {}
     for budget in result.budgets:
         metrics[budget.name] = _as_float(budget.macro)
