@@ -78,7 +78,7 @@ def retrieval_report(questions: Sequence[GoldQuestion], ranked_texts: Sequence[S
     # The demo's few thousand passages recur in every question's ranking: tokenise each once.
     tokenize = functools.lru_cache(maxsize=None)(lambda passage: tuple(text.official_word_tokenize(passage)))
     targets = [{"lang": q.lang, "answers": list(q.answers)} for q in questions]
-    official = metrics.xor_retrieve_recall(targets, [list(texts) for texts in ranked_texts], tokenize)
+    official = metrics.xor_retrieve_recall_tokenized(targets, [list(texts) for texts in ranked_texts], tokenize)
     languages = sorted({q.lang for q in questions})
     report: dict[str, Any] = {name: round(official[name], 2) for name in ("R@2kt", "R@5kt")}
     per_language = {lang: {name: round(official[f"{name}_{lang}"], 2) for name in ("R@2kt", "R@5kt")}
