@@ -37,7 +37,7 @@ STAGE_GIN = {"clr_pt": "demo/clr_pt.gin", "mlqa_pt": "demo/mlqa_pt.gin", "finetu
 
 
 class DemoInterrupted(Exception):
-    """Training stopped on a signal (Ctrl-C / SIGTERM) after saving a checkpoint."""
+    """The demo stopped on a signal (Ctrl-C / SIGTERM): training after saving a checkpoint, any other step once done."""
 
 
 @dataclasses.dataclass(frozen=True)
