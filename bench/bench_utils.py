@@ -125,9 +125,18 @@ def torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def start_process() -> None:
+    """Starts a benchmark process as `class-jax` starts: re-executed with huge-page malloc (`class_jax.host_malloc`),
+    so that the figures are those users get. Both sides of a comparison run in the process and share it;
+    CLASS_JAX_HUGE_PAGE_MALLOC=0 measures without it."""
+    from class_jax import host_malloc  # pylint: disable=import-outside-toplevel
+    host_malloc.reexec_with_huge_page_malloc()
+
+
 def machine() -> dict[str, Any]:
-    """Where the run happened: platform, CPUs, load, JAX backend and devices, torch threads."""
-    info = {"machine": platform.platform(), "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
+    """Where the run happened: platform, CPUs, load, glibc tunables, JAX backend and devices, torch threads."""
+    info = {"machine": platform.platform(), "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
     try:
         import jax
         info.update(jax_backend=jax.default_backend(), jax_devices=jax.device_count(),

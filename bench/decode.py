@@ -179,4 +179,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    bench_utils.start_process()
     sys.exit(main())

@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+import bench_utils
+
 SIZES = {  # (emb, heads, head_dim, mlp, encoder layers); B = layers // 2
     "tiny": (64, 4, 16, 128, 4),
     "small": (512, 6, 64, 1024, 8),
@@ -170,4 +172,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    bench_utils.start_process()
     sys.exit(main())

@@ -14,6 +14,7 @@ import importlib
 import sys
 from typing import Sequence
 
+from class_jax import host_malloc
 from class_jax.errors import UserError
 
 # name -> (module, one-line help), in pipeline order.
@@ -51,11 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script.
 
     Args:
-        argv: command-line arguments without the program name; defaults to sys.argv[1:].
+        argv: command-line arguments without the program name; defaults to sys.argv[1:], in which case the process
+            first re-executes itself with huge-page malloc (see `class_jax.host_malloc`).
 
     Returns:
         The process exit code.
     """
+    if argv is None:
+        # Only a real process start re-executes (not a call from tests or other Python code).
+        host_malloc.reexec_with_huge_page_malloc()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_top_level_help())
