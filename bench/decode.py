@@ -43,6 +43,7 @@ def class_jax_runners(size: str, inputs: dict[str, np.ndarray], steps: int, voca
     from class_jax.models import decoding
     from class_jax.models.class_model import CLASSModel
     from class_jax.models.config import ModelConfig
+    from class_jax.trainer.partitioning import Partitioner
 
     emb, heads, head_dim, mlp, enc, dec = bench_utils.SIZES[size]
     config = ModelConfig(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
@@ -53,9 +54,12 @@ def class_jax_runners(size: str, inputs: dict[str, np.ndarray], steps: int, voca
     params = jax.jit(lambda r: nn.unbox(model.get_initial_variables(r, shapes)["params"]))(jax.random.PRNGKey(0))
     batch_arrays = {name: jnp.asarray(value) for name, value in inputs.items()}
 
-    predict = jax.jit(model.predict_batch)
+    # The compiler options `Predictor` (`class-jax eval` / `infer`) and `class-jax ask` compile with.
+    options = Partitioner().inference_compiler_options()
+    predict = jax.jit(model.predict_batch, compiler_options=options)
 
-    encode = jax.jit(lambda p, q, x: model.module.apply({"params": p}, q, x, method="encode_pairs"))
+    encode = jax.jit(lambda p, q, x: model.module.apply({"params": p}, q, x, method="encode_pairs"),
+                     compiler_options=options)
     encoded = encode(params, batch_arrays["query_tokens"], batch_arrays["passage_tokens"])
     encoded, valid = jax.block_until_ready((encoded["encoded"], encoded["encoded_valid"]))
 
@@ -73,7 +77,7 @@ def class_jax_runners(size: str, inputs: dict[str, np.ndarray], steps: int, voca
 
         return decoding.greedy_decode(step, mutated["cache"], encoded.shape[0], steps, eos_id=-1)
 
-    decode = jax.jit(decode_only)
+    decode = jax.jit(decode_only, compiler_options=options)
     tokens = np.asarray(predict(params, batch_arrays))
     same = bool(np.array_equal(tokens, np.asarray(decode(params, encoded, valid))))
     runners = {"end_to_end": lambda: predict(params, batch_arrays).block_until_ready(),

@@ -72,7 +72,8 @@ def _read_answer(model: CLASSModel, params: Any, partitioner: Any, vocabulary: A
                                                passage_length)[None]
     batch = {"query_tokens": query_tokens, "passage_tokens": passage_tokens}
     with partitioner.activate():
-        tokens = np.asarray(jax.jit(model.predict_batch)(params, batch))[0]
+        predict = jax.jit(model.predict_batch, compiler_options=partitioner.inference_compiler_options())
+        tokens = np.asarray(predict(params, batch))[0]
     ends = np.flatnonzero(tokens == model.eos_id)
     kept = tokens[:ends[0]] if len(ends) else tokens
     return vocabulary.decode([int(t) for t in kept if t > 0])
