@@ -13,6 +13,7 @@ It is skipped where it cannot help or is unwanted: not Linux/glibc >= 2.35, tran
 the tunable already set, or CLASS_JAX_HUGE_PAGE_MALLOC=0 in the environment (e.g. under a debugger).
 """
 
+import logging
 import os
 import pathlib
 import platform
@@ -75,11 +76,14 @@ def reexec_with_huge_page_malloc() -> None:
     Call it first thing in a program's entry point, before work that allocates. The process keeps its PID,
     standard streams and signal handling (the new image starts them afresh).
     """
-    if sys.platform != "linux":
+    if sys.platform != "linux" or not sys.executable:  # no interpreter path to restart (embedded Python)
         return
     environment = tuned_environment(os.environ, _glibc_version(), _transparent_huge_pages_available())
     if environment is None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+    try:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+    except OSError as e:  # e.g. the interpreter is not executable here: run on, just without huge pages
+        logging.warning("Could not restart with %s (%s); continuing with the default malloc.", TUNABLE, e)

@@ -58,3 +58,14 @@ def test_the_process_reexecutes_itself_with_the_tunable():
     assert first_start == second_start == pid
     assert tunables == host_malloc.TUNABLE
     assert argv == "['-c', 'extra-argument']"
+
+
+def test_a_failed_restart_runs_on(monkeypatch):
+    monkeypatch.setattr(host_malloc.sys, "platform", "linux")
+    monkeypatch.setattr(host_malloc, "tuned_environment", lambda *args: {"GLIBC_TUNABLES": host_malloc.TUNABLE})
+
+    def failing_execve(*args):
+        raise PermissionError("not executable")
+
+    monkeypatch.setattr(host_malloc.os, "execve", failing_execve)
+    host_malloc.reexec_with_huge_page_malloc()  # returns instead of raising
