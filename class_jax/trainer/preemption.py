@@ -22,8 +22,10 @@ from jax.experimental import multihost_utils
 import numpy as np
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# Shared by every watcher of the process (see the module docstring); _active counts the nested ones.
+# Shared by every watcher of the process (see the module docstring): the stop flag, the name of the signal that set
+# it (None: none yet, or a `request()`), and how many watchers are nested.
 _REQUESTED = threading.Event()
+_signal_name: Optional[str] = None
 _active = 0
 
 
@@ -38,12 +40,12 @@ class PreemptionWatcher:
         """
         self.check_period = max(1, check_period)
         self._previous: dict[int, object] = {}
-        self.signal_name: Optional[str] = None
 
     def __enter__(self) -> "PreemptionWatcher":
-        global _active  # pylint: disable=global-statement
+        global _active, _signal_name  # pylint: disable=global-statement
         if _active == 0:
             _REQUESTED.clear()
+            _signal_name = None
         _active += 1
         if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
             for sig in _SIGNALS:
@@ -59,8 +61,9 @@ class PreemptionWatcher:
 
     def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
         del frame
-        self.signal_name = signal.Signals(signum).name
-        logging.warning("Received %s: will checkpoint at the end of the current step and exit.", self.signal_name)
+        global _signal_name  # pylint: disable=global-statement
+        _signal_name = signal.Signals(signum).name
+        logging.warning("Received %s: will checkpoint at the end of the current step and exit.", _signal_name)
         _REQUESTED.set()
         if signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -68,6 +71,11 @@ class PreemptionWatcher:
     def request(self) -> None:
         """Asks for a stop as a signal would (tests, hooks)."""
         _REQUESTED.set()
+
+    @property
+    def signal_name(self) -> Optional[str]:
+        """The signal that asked for the stop, whichever nested watcher caught it (None: no signal)."""
+        return _signal_name
 
     @property
     def requested(self) -> bool:

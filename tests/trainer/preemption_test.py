@@ -13,10 +13,10 @@ def test_a_signal_before_the_inner_watcher_is_seen_by_it_and_the_outermost_start
         os.kill(os.getpid(), signal.SIGTERM)  # e.g. while the trainer is still compiling
         assert outer.requested and outer.signal_name == "SIGTERM"
         with PreemptionWatcher() as inner:  # the trainer's own watcher, installed later
-            assert inner.requested and inner.should_stop(1)
+            assert inner.requested and inner.should_stop(1) and inner.signal_name == "SIGTERM"
         assert signal.getsignal(signal.SIGTERM) == outer._handle  # pylint: disable=protected-access
     assert signal.getsignal(signal.SIGTERM) == handler_before
     with PreemptionWatcher() as fresh:  # a new run in the same process starts without the old request
-        assert not fresh.requested and not fresh.should_stop(1)
+        assert not fresh.requested and not fresh.should_stop(1) and fresh.signal_name is None
         fresh.request()
         assert fresh.should_stop(1)
