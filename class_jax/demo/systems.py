@@ -14,6 +14,7 @@ A model system goes through the same code as `class-jax index`, `retrieve`, `bui
 
 import dataclasses
 import functools
+import json
 import pathlib
 from typing import Any, Sequence
 
@@ -23,7 +24,8 @@ from class_jax.data import corpus_io
 from class_jax.data.teacher import BM25Teacher
 from class_jax.evaluation import metrics, text, xor_retrieve
 from class_jax.evaluation.records import GoldQuestion
-from class_jax.tasks import fid_builders, fid_files, query_sources
+from class_jax.retrieval import text_inputs
+from class_jax.tasks import fid_builders, query_sources
 from class_jax.trainer import gin_utils
 
 RETRIEVAL_QUESTIONS = "xor_dev_retrieve_eng_span_v1_1.jsonl"
@@ -96,15 +98,65 @@ def retrieval_report(questions: Sequence[GoldQuestion], ranked_texts: Sequence[S
     return report
 
 
-def answer_report(results: dict[str, float], fid_dir: pathlib.Path, languages: Sequence[str]) -> dict[str, Any]:
-    """F1 / EM overall and per language from the eval task's metrics, with how often the reader was given a
-    passage that contains a gold answer at all ("answer_in_passages", percent; the ceiling of copying)."""
+def _answer_readable(example: dict[str, Any], vocabulary: Any, passage_length: int) -> bool:
+    """Whether a gold answer is in what the reader read of its passages: each `title: … context: …` cut to
+    `passage_length` tokens, decoded (the inference logs summarise the token arrays, so they are rebuilt).
+
+    The demo's passages are whole short articles (about 150 tokens) and the reader reads the first 64, so a fact
+    late in an article is in the passage's text but was never shown to the model.
+    """
+    count = int(example["num_passages"])
+    views = [vocabulary.decode(text_inputs.passage_ids(vocabulary, title, text, passage_length))
+             for title, text in zip(example["passage_titles"][:count], example["passage_texts"][:count])]
+    # Answers go through the same SentencePiece round trip (normalisation) as the passages.
+    answers = [vocabulary.decode(vocabulary.encode(answer)) for answer in example["answers"]]
+    return any(answer and answer in view for answer in answers for view in views)
+
+
+def _f1_where(inferences: Sequence[dict[str, Any]], readable: Sequence[bool], shown: bool) -> dict[str, Any]:
+    """F1 (macro over languages, the eval's MKQA/CORA scorer) of the questions whose answer is (not) readable."""
+    chosen = [record for record, is_readable in zip(inferences, readable) if is_readable == shown]
+    if not chosen:
+        return {"f1": None, "questions": 0}
+    targets = [{"id": r["input"]["id"], "lang": r["input"]["lang"], "answers": r["input"]["answers"]}
+               for r in chosen]
+    scores = metrics.mkqa_cora_f1(targets, [r["prediction"] for r in chosen])
+    return {"f1": round(scores["f1"], 2), "questions": len(chosen)}
+
+
+def answer_report(results: dict[str, float], answers_dir: pathlib.Path, languages: Sequence[str],
+                  vocabulary: Any, passage_length: int) -> dict[str, Any]:
+    """F1 / EM overall and per language, with what the reader was given to copy from.
+
+    Args:
+      results: the eval task's metrics.
+      answers_dir: the eval's output folder (seqio's `eval_xor_full-<step>.jsonl` inferences with their inputs).
+      languages: the evaluated languages.
+      vocabulary: the demo vocabulary.
+      passage_length: tokens the reader reads of each passage.
+
+    Returns:
+      {"f1", "em", "answer_in_passages", "per_language", "copying"}: answer_in_passages is the percentage of
+      questions with a gold answer in what the reader read of its k passages (the ceiling of copying); copying
+      splits F1 between those questions and the rest: a reader that copies scores far higher on the first
+      group, one that guesses from the question alone scores alike on both.
+
+    Raises:
+      FileNotFoundError: the eval wrote no inferences.
+    """
+    files = [path for path in sorted(answers_dir.glob("eval_xor_full-*.jsonl"))
+             if not path.name.endswith("-metrics.jsonl")]
+    if not files:
+        raise FileNotFoundError(f"{answers_dir}: no eval_xor_full-<step>.jsonl inferences")
+    inferences = [json.loads(line) for line in files[-1].read_text().splitlines()]
+    readable = [_answer_readable(record["input"], vocabulary, passage_length) for record in inferences]
     given: dict[str, list[bool]] = {}
-    for example in fid_files.read_fid_examples(str(fid_dir)):
-        given.setdefault(example.lang, []).append(
-            any(answer in passage.text for answer in example.answers for passage in example.passages))
+    for record, is_readable in zip(inferences, readable):
+        given.setdefault(record["input"]["lang"], []).append(is_readable)
     return {"f1": round(results["f1"], 2), "em": round(results["em"], 2),
             "answer_in_passages": round(float(np.mean([_percent(given[lang]) for lang in given])), 2),
+            "copying": {"answer_readable": _f1_where(inferences, readable, True),
+                        "answer_not_readable": _f1_where(inferences, readable, False)},
             "per_language": {lang: {"f1": round(results[f"f1_{lang}"], 2), "em": round(results[f"em_{lang}"], 2),
                                     "answer_in_passages": _percent(given.get(lang, [])),
                                     "questions": len(given.get(lang, []))}
@@ -155,7 +207,7 @@ def write_question_fid(retriever: Any, question_file: pathlib.Path, passages: di
 
 
 def evaluate_answers(params_dir: pathlib.Path, fid_dir: pathlib.Path, out: pathlib.Path, paths: DemoPaths,
-                     languages: Sequence[str]) -> dict[str, Any]:
+                     languages: Sequence[str], passage_length: int) -> dict[str, Any]:
     """`class-jax eval` with demo/eval_xor_full.gin: greedy answers, F1 / EM per language."""
     import class_jax.trainer.evaluate as eval_script  # pylint: disable=import-outside-toplevel
     gin_utils.parse_gin(["demo/eval_xor_full.gin"], paths.gin_bindings() + [
@@ -165,7 +217,9 @@ def evaluate_answers(params_dir: pathlib.Path, fid_dir: pathlib.Path, out: pathl
         results = gin_utils.run_configured(eval_script.evaluate)
     finally:
         gin_utils.gin.clear_config()
-    return answer_report(results["eval_xor_full"], fid_dir, languages)
+    from class_jax.tasks import vocab  # pylint: disable=import-outside-toplevel
+    return answer_report(results["eval_xor_full"], out, languages, vocab.get_vocabulary(str(paths.vocab)),
+                         passage_length)
 
 
 def model_system(params_dir: pathlib.Path, paths: DemoPaths, out: pathlib.Path, languages: Sequence[str],
@@ -196,6 +250,7 @@ def model_system(params_dir: pathlib.Path, paths: DemoPaths, out: pathlib.Path, 
     retriever = index_retriever(params_dir, full_index, paths, lengths["QUERY_LENGTH"])
     write_question_fid(retriever, paths.questions / ANSWER_QUESTIONS, everything, out / "dev_full_fid",
                        lengths["NUM_PASSAGES"], with_target=False)
-    answers = evaluate_answers(params_dir, out / "dev_full_fid", out / "answers", paths, languages)
+    answers = evaluate_answers(params_dir, out / "dev_full_fid", out / "answers", paths, languages,
+                               lengths["PASSAGE_LENGTH"])
     return {"retrieval": retrieval, "answers": answers,
             "indexes": {"en": str(english_index), "all": str(full_index)}}

@@ -65,12 +65,16 @@ def test_quick_demo_trains_every_stage_and_writes_the_report(tmp_path):
         assert {"R@2kt", "R@5kt", "R@1", "R@5", "per_language"} <= set(system["retrieval"]), name
         assert (system["answers"] is None) == (name == "bm25")
     assert set(report["systems"]["finetune"]["answers"]["per_language"]) <= set(report["languages"])
+    copying = report["systems"]["finetune"]["answers"]["copying"]
+    assert copying["answer_readable"]["questions"] + copying["answer_not_readable"]["questions"] == sum(
+        scores["questions"] for scores in report["systems"]["finetune"]["answers"]["per_language"].values())
     assert report["resources"]["wall_seconds"] > 0 and report["resources"]["peak_memory_mb"]["process"] > 0
     assert report["findings"] and all(isinstance(f["holds"], bool) for f in report["findings"])
     for plot in report["plots"].values():
         assert (workdir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (workdir / "report.md").read_text()
     assert "## Cross-lingual retrieval" in markdown and "after stage 1 (CLR-PT)" in markdown
+    assert "Does the reader copy?" in markdown
 
     # A rerun of a finished demo does nothing but rewrite the report.
     third = _run_demo(workdir)
