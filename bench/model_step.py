@@ -18,6 +18,7 @@ each is reported (the median is in the JSON too).
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -49,13 +50,19 @@ def measure_peak_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
     return bench_utils.measure_peak_flops(size, repeats)
 
 
-def class_jax_runner(size: str, shapes: Shapes, vocab: int) -> tuple[Callable[[], Any], dict[str, float]]:
-    """The jitted, donating class_jax train step on one batch, and facts about it (FLOPs, XLA's count, params)."""
+def class_jax_runner(size: str, shapes: Shapes, vocab: int,
+                     fused_adamw: bool = True) -> tuple[Callable[[], Any], dict[str, float]]:
+    """The jitted, donating class_jax train step on one batch, and facts about it (FLOPs, XLA's count, params).
+
+    The optimizer is the trainer's AdamW (`optimizers.adamw`) as torch.optim.AdamW runs on the HF side: lr 1e-4,
+    weight decay 0.01, no gradient clipping; `fused_adamw=False` runs optax's unfused chain instead.
+    """
     import flax.linen as nn
     import jax
     import optax
     from class_jax.models.class_model import CLASSModel
     from class_jax.models.config import ModelConfig
+    from class_jax.trainer import optimizers
 
     emb, heads, head_dim, mlp, enc, dec = SIZES[size]
     config = ModelConfig(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
@@ -65,7 +72,7 @@ def class_jax_runner(size: str, shapes: Shapes, vocab: int) -> tuple[Callable[[]
                     "passage_tokens": (shapes.batch, shapes.passages, shapes.passage_len),
                     "decoder_input_tokens": (shapes.batch, shapes.answer_len)}
     params = nn.unbox(model.get_initial_variables(jax.random.PRNGKey(0), input_shapes)["params"])
-    optimizer = optax.adamw(1e-4, weight_decay=0.01)
+    optimizer = optimizers.adamw(1e-4, weight_decay=0.01, grad_clip_norm=None, fused=fused_adamw).transform
     opt_state = optimizer.init(params)
     batch = _random_batch(shapes, vocab)
 
@@ -145,6 +152,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per block")
     parser.add_argument("--rounds", type=int, default=2, help="blocks per implementation, alternating")
     parser.add_argument("--skip_hf", action="store_true", help="no torch/transformers comparison")
+    parser.add_argument("--compare_optax_adamw", action="store_true",
+                        help="also time the class_jax step with optax's unfused AdamW chain")
     parser.add_argument("--sequential", action="store_true",
                         help="time one side at a time, with only its model in memory")
     parser.add_argument("--out", default="bench/results/model_step.json")
@@ -153,6 +162,8 @@ def main(argv=None) -> int:
 
     peak = measure_peak_flops()
     builders = {"class_jax": class_jax_runner}
+    if args.compare_optax_adamw:
+        builders["class_jax_optax_adamw"] = functools.partial(class_jax_runner, fused_adamw=False)
     if not args.skip_hf:
         builders["hf"] = hf_runner
     result = {"size": args.size, "shapes": dataclasses.asdict(shapes), "tokens_per_step": shapes.tokens,
@@ -189,11 +200,13 @@ def main(argv=None) -> int:
     print(f"step FLOPs: analytic {ours['flops'] / 1e9:.1f} G (used for MFU), XLA cost analysis "
           f"{ours['xla_flops'] / 1e9:.1f} G\n")
     rows = []
-    for side, label in (("class_jax", "class_jax (JAX, jit + donation)"), ("hf", "HF transformers (PyTorch)")):
+    for side, label in (("class_jax", "class_jax (JAX, jit + donation)"),
+                        ("class_jax_optax_adamw", "class_jax, optax's unfused AdamW"),
+                        ("hf", "HF transformers (PyTorch)")):
         if side in result:
             seconds = result[side]["step_s"]
             ratio = f"{result['hf']['step_s'] / seconds:.2f}x" if "hf" in result else "-"
-            mfu = f"{ours['flops'] / seconds / best_peak:.1%}" if side == "class_jax" else "-"
+            mfu = f"{ours['flops'] / seconds / best_peak:.1%}" if side != "hf" else "-"
             rows.append([label, f"{seconds:.3f}", f"{shapes.tokens / seconds:.0f}", ratio, mfu])
     print(bench_utils.markdown_table(["implementation", "step s", "tokens/s", "vs HF", "MFU"], rows))
     out = pathlib.Path(args.out)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from class_jax.trainer import tree_paths
+from class_jax.trainer import fused_adamw, tree_paths
 
 PyTree = Any
 Schedule = Callable[[jax.Array | int], jax.Array]
@@ -127,7 +127,8 @@ def adamw(learning_rate: float | Schedule,
           weight_decay: float = 0.01,
           grad_clip_norm: float | None = 1.0,
           no_decay_patterns: Sequence[str] = DEFAULT_NO_DECAY_PATTERNS,
-          mu_dtype: str | None = None) -> Optimizer:
+          mu_dtype: str | None = None,
+          fused: bool = True) -> Optimizer:
     """AdamW with decoupled weight decay (scaled by the learning rate, as torch.optim.AdamW, which CLASS used).
 
     Args:
@@ -139,14 +140,22 @@ def adamw(learning_rate: float | Schedule,
       grad_clip_norm: clip the global gradient norm to this value first; None or 0 disables.
       no_decay_patterns: parameters whose path matches any of these are not decayed (nor are vectors).
       mu_dtype: dtype of the first moment ("bfloat16" halves its memory); None keeps the parameters' dtype.
+      fused: compute clipping, both moments and the update of each parameter in one expression
+        (`fused_adamw`: the same arithmetic and state as the optax chain, fewer passes over memory); False runs
+        optax's chain as is.
 
     Returns:
       The optimizer.
     """
     schedule = _as_schedule(learning_rate)
-    transform = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
-                            mask=weight_decay_mask(no_decay_patterns), mu_dtype=mu_dtype)
-    return Optimizer(_with_clipping(transform, grad_clip_norm), schedule)
+    mask = weight_decay_mask(no_decay_patterns)
+    transform = _with_clipping(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask,
+                                           mu_dtype=mu_dtype), grad_clip_norm)
+    if fused:
+        transform = fused_adamw.fused_adamw(transform, schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                                            decay_mask=mask, grad_clip_norm=grad_clip_norm,
+                                            mu_dtype=None if mu_dtype is None else jnp.dtype(mu_dtype))
+    return Optimizer(transform, schedule)
 
 
 def adafactor(learning_rate: float | Schedule,

@@ -160,3 +160,30 @@ def test_global_norm_clipping_comes_first(make):
     clipped_inside = run(make(1e-2, grad_clip_norm=1.0), grads)
     np.testing.assert_allclose(clipped_inside, run(make(1e-2, grad_clip_norm=None), by_hand), rtol=1e-5, atol=1e-9)
     assert not np.allclose(clipped_inside, run(make(1e-2, grad_clip_norm=None), grads), rtol=1e-3)
+
+
+@pytest.mark.parametrize("grad_clip_norm, mu_dtype", [(1.0, None), (None, None), (0.5, "bfloat16")])
+def test_fused_adamw_equals_the_optax_chain_and_shares_its_state(grad_clip_norm, mu_dtype):
+    schedule = optimizers.learning_rate_schedule(1e-2, total_steps=10, warmup_steps=2)
+    make = functools.partial(optimizers.adamw, schedule, weight_decay=0.1, grad_clip_norm=grad_clip_norm,
+                             mu_dtype=mu_dtype)
+    fused, chain = make(fused=True).transform, make(fused=False).transform
+    rng = np.random.default_rng(0)
+    params = {"encoder": {"kernel": jnp.asarray(rng.normal(size=(16, 8)), jnp.float32),
+                          "layer_norm": {"scale": jnp.ones((8,), jnp.float32)}},
+              "embedding": jnp.asarray(rng.normal(size=(32, 8)), jnp.float32)}
+    fused_state, chain_state = fused.init(params), chain.init(params)
+    assert jax.tree.structure(fused_state) == jax.tree.structure(chain_state)  # checkpoints interchange
+    fused_params, chain_params = params, params
+    for step in range(4):  # warm-up, clipping on the large gradients, bias corrections changing
+        grads = jax.tree.map(lambda p, s=step: jnp.asarray(rng.normal(size=p.shape) * (5.0 if s % 2 else 0.01),
+                                                           jnp.float32), params)
+        updates, fused_state = jax.jit(fused.update)(grads, fused_state, fused_params)
+        fused_params = optax.apply_updates(fused_params, updates)
+        updates, chain_state = jax.jit(chain.update)(grads, chain_state, chain_params)
+        chain_params = optax.apply_updates(chain_params, updates)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7), fused_params, chain_params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                                         rtol=1e-5, atol=1e-8), fused_state, chain_state)
+    assert jax.tree.map(lambda a: a.dtype, fused_state) == jax.tree.map(lambda a: a.dtype, chain_state)
+    assert not np.allclose(fused_params["encoder"]["kernel"], params["encoder"]["kernel"])
