@@ -49,7 +49,7 @@ class DemoSettings:
     seed: int = 0
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     vocab_size: int = 2000
-    clr_pt: StageSteps = StageSteps(1300, warmup_steps=130, log_period=20)
+    clr_pt: StageSteps = StageSteps(1500, warmup_steps=150, log_period=20)
     mlqa_pt: StageSteps = StageSteps(300, refresh_every=100, log_period=20)
     finetune: StageSteps = StageSteps(300, refresh_every=100, log_period=20)
     retrieve_depth: int = 100
