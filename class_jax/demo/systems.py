@@ -14,7 +14,6 @@ A model system goes through the same code as `class-jax index`, `retrieve`, `bui
 
 import dataclasses
 import functools
-import json
 import pathlib
 from typing import Any, Sequence
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from class_jax.data import corpus_io
 from class_jax.data.teacher import BM25Teacher
-from class_jax.evaluation import metrics, text, xor_retrieve
+from class_jax.evaluation import files, metrics, text, xor_retrieve
 from class_jax.evaluation.records import GoldQuestion
 from class_jax.retrieval import text_inputs
 from class_jax.tasks import fid_builders, query_sources
@@ -144,11 +143,11 @@ def answer_report(results: dict[str, float], answers_dir: pathlib.Path, language
     Raises:
       FileNotFoundError: the eval wrote no inferences.
     """
-    files = [path for path in sorted(answers_dir.glob("eval_xor_full-*.jsonl"))
-             if not path.name.endswith("-metrics.jsonl")]
-    if not files:
+    inference_files = [path for path in sorted(answers_dir.glob("eval_xor_full-*.jsonl"))
+                       if not path.name.endswith("-metrics.jsonl")]
+    if not inference_files:
         raise FileNotFoundError(f"{answers_dir}: no eval_xor_full-<step>.jsonl inferences")
-    inferences = [json.loads(line) for line in files[-1].read_text().splitlines()]
+    inferences = [record for _, record in files.iter_jsonl(inference_files[-1])]
     readable = [_answer_readable(record["input"], vocabulary, passage_length) for record in inferences]
     given: dict[str, list[bool]] = {}
     for record, is_readable in zip(inferences, readable):
