@@ -41,6 +41,15 @@ _DISAMBIG_MAGIC = "__DISAMBIG__"
 _TARGET_CACHE_SIZE = 1 << 16
 # Templates that print a link which is not written as `[[...]]` in the source.
 _LINK_PRINTING_TEMPLATES = frozenset({"ill", "interlanguage link", "illm"})
+# Footnotes, found as MediaWiki's preprocessor finds extension tags (up to the first closing tag, in any case),
+# and the spans in which the tokenizer would not see them: closed comments and mwparserfromhell's
+# PARSER_BLACKLIST tags (nowiki and pre among them), which are left as they are.
+_FOOTNOTES = re.compile(
+    r"<!--.*?-->"
+    r"|<(categorytree|ce|chem|gallery|graph|hiero|imagemap|inputbox|math|nowiki|pre|score|section|source"
+    r"|syntaxhighlight|templatedata|timeline)(?=[\s/>])[^>]*?(?:/>|>.*?</\1\s*>)"
+    r"|<(ref|references)(?=[\s/>])[^>]*?(?:/>|>.*?</\2\s*>)",
+    re.DOTALL | re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +146,10 @@ class WikitextCleaner:
         Returns:
           The clean text, its links and the link counts.
         """
-        code, links_seen = wt.parse(unescape_if_double_escaped(wikitext))
+        wikitext, links_in_footnotes = _empty_footnotes(unescape_if_double_escaped(wikitext))
+        code, links_seen = wt.parse(wikitext)
         counts: collections.Counter = collections.Counter()
-        counts["links_seen"] = links_seen
+        counts["links_seen"] = links_seen + links_in_footnotes
         state = _PageState()
         output = _Output()
         self._emit(code, output, counts, state, in_link=False)
@@ -357,6 +367,35 @@ class WikitextCleaner:
 class _PageState:
     categories: list[str] = dataclasses.field(default_factory=list)
     interlanguage: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def _empty_footnotes(wikitext: str) -> tuple[str, int]:
+    """Replaces every `<ref>` and `<references>` element by an empty one, before tokenizing.
+
+    The cleaner drops footnotes whole, yet they hold about a quarter of an article's wikitext and take two fifths
+    of its tokenizing time (citation templates). An empty element of the same name stays in their place, so the
+    markup around them parses as before (bold, a footnote, bold does not become six quotes).
+
+    Args:
+      wikitext: page source.
+
+    Returns:
+      (the source with empty footnotes, the `[[...]]` links the footnotes held, counted as the tree counts them).
+    """
+    if "<" not in wikitext:
+        return wikitext, 0
+    links = 0
+
+    def empty(match: re.Match) -> str:
+        nonlocal links
+        name = match.group(2)
+        if name is None:  # a comment, or a tag whose contents are not wikitext
+            return match.group(0)
+        if "[[" in match.group(0):
+            links += wt.parse(match.group(0))[1]
+        return f"<{name}/>"
+
+    return _FOOTNOTES.sub(empty, wikitext), links
 
 
 def unescape_if_double_escaped(wikitext: str) -> str:

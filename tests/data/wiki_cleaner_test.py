@@ -135,6 +135,30 @@ def test_localised_namespaces_and_no_link_trail_in_japanese():
     assert page.categories == ("都市",)
 
 
+@pytest.mark.parametrize("wikitext,text,links_seen", [
+    # Bold, footnote, bold: the footnote's place is kept, or the quotes would run together.
+    ("'''A'''<ref>x</ref>'''B''' [[C]]", "AB C", 1),
+    # A footnote's links count as seen (and removed), as the tree counts them: not inside comments or nowiki.
+    ("X<ref name=\"n\">[[A]] {{cite|t=[[B]]}} <!-- [[not counted]] --></ref> y <ref name=n/>.", "X y.", 2),
+    # Unbalanced italics inside a footnote stay inside it; mwparserfromhell alone let them swallow the next
+    # paragraph (the real case: Angola on English Wikipedia, 16 kB of prose lost).
+    ("Text.<ref>''Title’’, vol. 2, ''Other''</ref>\n#Next paragraph with [[Link]].", "Text.\nNext paragraph with Link.",
+     1),
+    # MediaWiki's rule: the first closing tag, in any case, ends a footnote; one without a closing tag is text
+    # (whose stray tag the cleaner removes).
+    ("a<REF>b</Ref>c <ref>d</ref>e</ref> f", "ac e f", 0),
+    ("a <ref>never [[closed]]", "a never closed", 1),
+    # Footnote markup inside a comment, nowiki or pre is not a footnote.
+    ("a <nowiki><ref>[[x]]</ref></nowiki> b<!-- <ref>[[y]]</ref> -->", "a <ref>[[x]]</ref> b", 0),
+    ("Intro.\n<references>\n<ref name=a>[[Hidden]]</ref>\n</references>\nEnd.", "Intro.\nEnd.", 1),
+])
+def test_footnotes_are_dropped_before_parsing(wikitext, text, links_seen):
+    page = cleaner_for("en").clean(wikitext)
+    assert page.text == text
+    assert page.counts["links_seen"] == links_seen
+    assert sum(page.counts[key] for key in LINK_FATES) == links_seen
+
+
 def test_double_escaped_source_is_unescaped_once():
     page = cleaner_for("en").clean("Text&lt;ref&gt;a [[hidden]] ref&lt;/ref&gt; with [[Link]].")
     assert page.text == "Text with Link."
