@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from class_jax.models.config import ModelConfig
+from class_jax.models.dense_grads import dense_dot_general
 
 Array = jax.Array
 NEG_INF = -1e10  # added to masked logits; finite so fully-masked rows stay NaN-free.
@@ -58,9 +59,13 @@ class RMSNorm(nn.Module):
 
 
 def dense(features: int, axes: tuple[str, str], init: Callable, dtype: jnp.dtype, name: str) -> nn.Dense:
-    """A bias-free Dense with a float32 `kernel` [in, out] named by logical `axes` (T5X's layout)."""
+    """A bias-free Dense with a float32 `kernel` [in, out] named by logical `axes` (T5X's layout).
+
+    Its backward pass is the CPU-friendly one of `dense_grads` when compiling for CPU.
+    """
     return nn.Dense(features, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
-                    kernel_init=nn.with_logical_partitioning(init, axes), name=name)
+                    kernel_init=nn.with_logical_partitioning(init, axes), name=name,
+                    dot_general=dense_dot_general)
 
 
 def relative_position_bucket(relative_position: np.ndarray, bidirectional: bool, num_buckets: int,
