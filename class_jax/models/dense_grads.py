@@ -1,15 +1,14 @@
 """A Dense matmul whose backward pass XLA:CPU compiles to plain row-major GEMMs.
 
-Differentiated by JAX, `x @ kernel` gives a kernel gradient `dot(x, dy)` contracting the leading (token) axis of
-both operands. XLA:CPU's fast GEMM path (YNNPACK) does not take a transposed left operand, so it runs that product
-on its slower Eigen path, after copying the [tokens, out] gradient into a transposed layout; it also fuses the
-element-wise producers of `dy` (activation derivatives) twice, once per layout. With a custom VJP the kernel
-gradient is `transpose(x) @ dy`, with the transposed activations (the smaller operand at mT5 shapes) materialised
-behind an optimisation barrier so that XLA cannot fold the transpose back into the product. A gated mT5-base MLP
-block, forward and backward, runs at the speed of PyTorch's (about 1.3x faster than plain autodiff) on CPU.
+Differentiated by JAX, `x @ kernel` gives a kernel gradient `dot(x, dy)` that contracts the leading (token) axis of
+both operands. XLA:CPU compiles that product on its Eigen path rather than YNNPACK's, after copying `dy` into a
+transposed layout, and it fuses the element-wise producers of `dy` (activation derivatives) twice, once per layout.
+With a custom VJP the kernel gradient is `transpose(x) @ dy`, with `transpose(x)` materialised behind an
+optimisation barrier so that XLA cannot fold it back into the product. A gated mT5-base MLP block, forward and
+backward, then runs at the speed of PyTorch's on CPU (1.3x faster than with plain autodiff).
 
-Accelerators take any operand layout in their matmul units, so there the plain product is used: the choice is
-made per call from the platform being compiled for.
+Accelerators take any operand layout in their matmul units, so there the plain product is used: the choice follows
+JAX's default backend at trace time.
 """
 
 import jax
