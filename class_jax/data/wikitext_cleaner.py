@@ -17,6 +17,8 @@ import html
 import re
 from typing import Callable
 
+from mwparserfromhell import definitions
+
 from class_jax.data import text_offsets
 from class_jax.data import wikitext_tree as wt
 from class_jax.data.titles import LinkKind, LinkTarget, NamespaceTable, RedirectTable
@@ -42,12 +44,11 @@ _TARGET_CACHE_SIZE = 1 << 16
 # Templates that print a link which is not written as `[[...]]` in the source.
 _LINK_PRINTING_TEMPLATES = frozenset({"ill", "interlanguage link", "illm"})
 # Footnotes, found as MediaWiki's preprocessor finds extension tags (up to the first closing tag, in any case),
-# and the spans in which the tokenizer would not see them: closed comments and mwparserfromhell's
-# PARSER_BLACKLIST tags (nowiki and pre among them), which are left as they are.
+# and the spans in which the tokenizer would not see them: closed comments and the tags whose contents it does not
+# parse (its PARSER_BLACKLIST: nowiki, pre, math, ...), which are left as they are.
 _FOOTNOTES = re.compile(
     r"<!--.*?-->"
-    r"|<(categorytree|ce|chem|gallery|graph|hiero|imagemap|inputbox|math|nowiki|pre|score|section|source"
-    r"|syntaxhighlight|templatedata|timeline)(?=[\s/>])[^>]*?(?:/>|>.*?</\1\s*>)"
+    rf"|<({'|'.join(map(re.escape, definitions.PARSER_BLACKLIST))})(?=[\s/>])[^>]*?(?:/>|>.*?</\1\s*>)"
     r"|<(ref|references)(?=[\s/>])[^>]*?(?:/>|>.*?</\2\s*>)",
     re.DOTALL | re.IGNORECASE)
 
