@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-# Compile-target platforms on which the custom backward pays off.
+# Default backends on which the custom backward pays off.
 _PLATFORMS = ("cpu",)
 
 
