@@ -79,23 +79,39 @@ def in_blocks(steps: dict[str, Callable[[], Any]], warmup: int, repeats: int, ro
             for name, values in times.items()}
 
 
-def measure_peak_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
-    """Best float32 square-matmul FLOP/s of JAX (default backend) and, when installed, torch.
+def measure_peak_flops(size: int | None = None, repeats: int = 5, dtype: str = "float32",
+                       precision: str | None = None) -> dict[str, float]:
+    """Best square-matmul FLOP/s of JAX (default backend) and, when installed, torch, in `dtype`.
+
+    Random operands (zeros and ones can run faster than real data on GPUs). On a GPU, float32 products run at each
+    framework's default precision (JAX's may use TF32; torch's does not), so MFU of float32 runs there is measured
+    against the faster of the two.
+
+    Args:
+      size: matrix side; None: 8192 on an accelerator (to fill it), 2048 on CPU.
+      repeats: timed products (the fastest is kept).
+      dtype: "float32" or "bfloat16".
+      precision: JAX's `lax.Precision` name for the product (None: the default); with "highest" torch's float32
+        products may not use TF32 either.
 
     Returns:
       {"jax": FLOP/s, "torch": FLOP/s (absent without torch)}.
     """
     import jax
     import jax.numpy as jnp
-    a = jnp.ones((size, size), jnp.float32)
-    matmul = jax.jit(lambda x: x @ x)
+    if size is None:
+        size = 2048 if jax.default_backend() == "cpu" else 8192
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32).astype(dtype)
+    matmul = jax.jit(lambda x: jnp.matmul(x, x, precision=precision))
     result = {"jax": 2 * size ** 3 / timeit(lambda: matmul(a).block_until_ready(), 2, repeats)["min_s"]}
     try:
         import torch
     except ImportError:
         return result
     device = torch_device()
-    t = torch.ones(size, size, device=device)
+    t = torch.randn(size, size, device=device).to(getattr(torch, dtype))
+    if precision == "highest":
+        torch.backends.cuda.matmul.allow_tf32 = False  # torch's default; said here because the figure relies on it
 
     def run():
         t @ t
@@ -104,6 +120,33 @@ def measure_peak_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
 
     result["torch"] = 2 * size ** 3 / timeit(run, 2, repeats)["min_s"]
     return result
+
+
+def measure_copy_bandwidth(megabytes: int | None = None, repeats: int = 10) -> float:
+    """Device memory bandwidth in bytes/s: the fastest jitted `x + 1` over a large float32 array, counting the bytes
+    read plus the bytes written (the bound that a pass reading an index once is held to).
+
+    Args:
+      megabytes: array size; None: 2048 on an accelerator, 256 on CPU.
+      repeats: timed passes (the fastest is kept).
+    """
+    import jax
+    import jax.numpy as jnp
+    if megabytes is None:
+        megabytes = 256 if jax.default_backend() == "cpu" else 2048
+    x = jnp.ones((megabytes * (1 << 20) // 4,), jnp.float32)
+    step = jax.jit(lambda v: v + 1.0)
+    return 2 * x.nbytes / timeit(lambda: step(x).block_until_ready(), 2, repeats)["min_s"]
+
+
+def jax_peak_memory() -> list[int] | None:
+    """Peak bytes in use on each JAX device since the process started, or None where the backend keeps no
+    statistics (CPU)."""
+    import jax
+    stats = [device.memory_stats() for device in jax.local_devices()]
+    if not all(stats) or any("peak_bytes_in_use" not in s for s in stats):
+        return None
+    return [int(s["peak_bytes_in_use"]) for s in stats]
 
 
 def best_peak(*measurements: dict[str, float]) -> dict[str, float]:

@@ -1,4 +1,6 @@
-"""Benchmark: greedy FiD decoding (answers/s) — class_jax vs HF PyTorch `generate`, same shapes, float32.
+"""Benchmark: greedy FiD decoding (answers/s) — class_jax vs HF PyTorch `generate`, same shapes and dtype.
+
+Float32 by default; `--dtype bfloat16` computes in bfloat16 over float32 weights on both sides.
 
 B questions, each with k passages of (Lq + Lp) tokens; every answer is decoded for exactly `--steps` tokens (EOS
 is disabled on both sides, so both do the same number of decoder steps whatever the random weights emit).
@@ -35,7 +37,8 @@ def _random_inputs(batch: int, passages: int, query_len: int, passage_len: int, 
             "passage_tokens": passage_tokens}
 
 
-def class_jax_runners(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int) -> tuple[dict, dict]:
+def class_jax_runners(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int,
+                      dtype: str = "float32") -> tuple[dict, dict]:
     """`predict_batch` end to end, and the decoding loop alone from a precomputed encoder output."""
     import flax.linen as nn
     import jax
@@ -47,7 +50,7 @@ def class_jax_runners(size: str, inputs: dict[str, np.ndarray], steps: int, voca
 
     emb, heads, head_dim, mlp, enc, dec = bench_utils.SIZES[size]
     config = ModelConfig(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
-                         num_encoder_layers=enc, num_decoder_layers=dec, dropout_rate=0.0)
+                         num_encoder_layers=enc, num_decoder_layers=dec, dropout_rate=0.0, dtype=dtype)
     model = CLASSModel(config, max_decode_length=steps, num_beams=1, eos_id=-1)
     batch, passages, passage_len = inputs["passage_tokens"].shape
     shapes = {"query_tokens": (1, 4), "passage_tokens": (1, 1, 4), "decoder_input_tokens": (1, 2)}
@@ -85,7 +88,8 @@ def class_jax_runners(size: str, inputs: dict[str, np.ndarray], steps: int, voca
     return runners, {"answer_tokens": int((tokens != 0).sum()), "decode_only_matches_predict_batch": same}
 
 
-def hf_runners(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int) -> tuple[dict, dict]:
+def hf_runners(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int,
+               dtype: str = "float32") -> tuple[dict, dict]:
     """HF FiD: encoder over the pairs + `generate`, and `generate` alone from precomputed outputs."""
     import torch
     import transformers
@@ -97,7 +101,8 @@ def hf_runners(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int)
                                     feed_forward_proj="gated-gelu", tie_word_embeddings=False,
                                     decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     device = bench_utils.torch_device()
-    model = transformers.MT5ForConditionalGeneration(config).eval().to(device)
+    with torch.device(device):  # initialised where it runs
+        model = transformers.MT5ForConditionalGeneration(config).eval()
     batch, passages, passage_len = inputs["passage_tokens"].shape
     query_len = inputs["query_tokens"].shape[1]
     pair_len = query_len + passage_len
@@ -117,16 +122,19 @@ def hf_runners(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int)
             torch.cuda.synchronize()
         return out
 
-    with torch.inference_mode():
+    def context():
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+    with torch.inference_mode(), context():
         encoded = encode()
         tokens = generate(encoded)
 
     def end_to_end():
-        with torch.inference_mode():
+        with torch.inference_mode(), context():
             generate(encode())
 
     def decode_only():
-        with torch.inference_mode():
+        with torch.inference_mode(), context():
             generate(encoded)
 
     # generate returns the start token followed by the generated ones.
@@ -143,6 +151,8 @@ def main(argv=None) -> int:
     parser.add_argument("--query_len", type=int, default=50)
     parser.add_argument("--passage_len", type=int, default=200)
     parser.add_argument("--steps", type=int, default=20, help="decoded tokens per answer (EOS disabled)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="compute dtype of both sides (weights stay float32; torch.autocast on the HF side)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per block")
     parser.add_argument("--rounds", type=int, default=2, help="blocks per implementation, alternating")
     parser.add_argument("--skip_hf", action="store_true", help="no torch/transformers comparison")
@@ -150,13 +160,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     inputs = _random_inputs(args.batch, args.passages, args.query_len, args.passage_len, args.vocab)
-    runners, ours = class_jax_runners(args.size, inputs, args.steps, args.vocab)
+    runners, ours = class_jax_runners(args.size, inputs, args.steps, args.vocab, args.dtype)
     steps = {("class_jax", kind): run for kind, run in runners.items()}
     result = {"size": args.size, "batch": args.batch, "passages": args.passages, "query_len": args.query_len,
-              "passage_len": args.passage_len, "steps": args.steps, "vocab": args.vocab, "dtype": "float32",
+              "passage_len": args.passage_len, "steps": args.steps, "vocab": args.vocab, "dtype": args.dtype,
               "class_jax": ours, **bench_utils.machine()}
     if not args.skip_hf:
-        runners, result["hf"] = hf_runners(args.size, inputs, args.steps, args.vocab)
+        runners, result["hf"] = hf_runners(args.size, inputs, args.steps, args.vocab, args.dtype)
         if result["hf"]["generated_length"] != args.steps:
             raise RuntimeError(f"HF generated {result['hf']['generated_length']} tokens, not {args.steps}")
         steps.update({("hf", kind): run for kind, run in runners.items()})
@@ -175,8 +185,8 @@ def main(argv=None) -> int:
             rows.append([label, "HF `generate` (PyTorch)", f"{seconds:.3f}", f"{args.batch / seconds:.2f}", "1.00x"])
 
     print(f"\nGreedy FiD decoding, mT5-{args.size} shapes, {args.batch} questions x {args.passages} passages x "
-          f"({args.query_len}+{args.passage_len}) tokens, {args.steps} answer tokens each, float32, "
-          f"{result['jax_backend']} ({result['cpus']} CPUs)\n")
+          f"({args.query_len}+{args.passage_len}) tokens, {args.steps} answer tokens each, {args.dtype}, "
+          f"{result['jax_device_kind']} ({result['cpus']} CPUs)\n")
     print(bench_utils.markdown_table(["what", "implementation", "s / batch", "answers/s", "vs HF"], rows))
     print(f"\nwrote {bench_utils.write_json(args.out, result)}")
     return 0

@@ -1,6 +1,7 @@
 """Benchmark: corpus encoding (passages/s) — class_jax's retrieval encoder vs HF PyTorch mT5, same shapes.
 
-Both sides encode the same random fixed-length passages [batch, length] in float32 with random weights:
+Both sides encode the same random fixed-length passages [batch, length] with random weights, in float32 or, with
+`--dtype bfloat16`, in bfloat16 compute over float32 weights (class_jax's `ModelConfig.dtype`; torch.autocast):
   * class_jax: `RetrievalEncoder.encode_local` (the jitted, sharded function `class-jax index` runs): encoder layers
     [0, B), layer B's pre-attention RMSNorm, masked mean pooling, `passage_proj`, RMSNorm; vectors copied to host.
   * HF: `MT5EncoderModel` with B layers (its final RMSNorm stands in for layer B's pre-attention norm), then the
@@ -12,10 +13,11 @@ host-side work costs on top of the encoder.
 
 The two encoders are timed in alternating blocks of back-to-back calls (see `bench_utils.in_blocks`) and the fastest
 call of each is reported. MFU = analytic forward FLOPs of B encoder layers (+ the projection) / that time / the best
-float32 matmul rate measured in the same run (JAX and torch, before and after).
+matmul rate in that dtype measured in the same run (JAX and torch, before and after).
 
   python bench/encode.py                                   # mT5-small shapes, 32 x 200-token passages
   python bench/encode.py --size base --batch 64 --out bench/results/encode_base.json
+  python bench/encode.py --size large --batch 512 --dtype bfloat16 --pipeline_passages 0   # GPU
 """
 
 import argparse
@@ -31,12 +33,12 @@ import numpy as np
 import bench_utils
 
 
-def _config(size: str, vocab: int):
+def _config(size: str, vocab: int, dtype: str = "float32"):
     from class_jax.models.config import ModelConfig
     emb, heads, head_dim, mlp, layers, _ = bench_utils.SIZES[size]
     # The decoder is never run when encoding; one layer keeps initialisation cheap.
     return ModelConfig(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
-                       num_encoder_layers=layers, num_decoder_layers=1, dropout_rate=0.0)
+                       num_encoder_layers=layers, num_decoder_layers=1, dropout_rate=0.0, dtype=dtype)
 
 
 def encode_flops(config, batch: int, length: int) -> float:
@@ -62,24 +64,25 @@ def _random_passages(batch: int, length: int, vocab: int) -> np.ndarray:
     return tokens
 
 
-def _class_jax_model(size: str, vocab: int):
+def _class_jax_model(size: str, vocab: int, dtype: str):
     import flax.linen as nn
     import jax
     from class_jax.models.class_model import CLASSModel
 
-    config = _config(size, vocab)
+    config = _config(size, vocab, dtype)
     model = CLASSModel(config)
     shapes = {"query_tokens": (1, 4), "passage_tokens": (1, 1, 4), "decoder_input_tokens": (1, 2)}
     params = jax.jit(lambda r: nn.unbox(model.get_initial_variables(r, shapes)["params"]))(jax.random.PRNGKey(0))
     return config, model, params
 
 
-def class_jax_runner(size: str, batch: int, length: int, vocab: int) -> tuple[Callable[[], Any], dict]:
+def class_jax_runner(size: str, batch: int, length: int, vocab: int,
+                     dtype: str = "float32") -> tuple[Callable[[], Any], dict]:
     """`RetrievalEncoder.encode_local` on one fixed batch, and facts about it (FLOPs, output dim)."""
     from class_jax.retrieval.encoder import RetrievalEncoder
     from class_jax.trainer.partitioning import Partitioner
 
-    config, model, params = _class_jax_model(size, vocab)
+    config, model, params = _class_jax_model(size, vocab, dtype)
     encoder = RetrievalEncoder(model, params, Partitioner(), batch, dtype="float32")
     tokens = _random_passages(batch, length, vocab)
 
@@ -91,7 +94,8 @@ def class_jax_runner(size: str, batch: int, length: int, vocab: int) -> tuple[Ca
                  "finite": bool(np.isfinite(vectors).all())}
 
 
-def bench_pipeline(size: str, batch: int, length: int, vocab: int, num_passages: int) -> dict:
+def bench_pipeline(size: str, batch: int, length: int, vocab: int, num_passages: int,
+                   dtype: str = "float32") -> dict:
     """Times the whole `class-jax index` build over a generated corpus of `num_passages` passages."""
     import seqio
     import seqio.test_utils
@@ -101,7 +105,7 @@ def bench_pipeline(size: str, batch: int, length: int, vocab: int, num_passages:
     from class_jax.retrieval.encoder import RetrievalEncoder
     from class_jax.trainer.partitioning import Partitioner
 
-    config, model, params = _class_jax_model(size, vocab)
+    config, model, params = _class_jax_model(size, vocab, dtype)
     vocabulary = seqio.SentencePieceVocabulary(
         os.path.join(seqio.test_utils.TEST_DATA_DIR, "sentencepiece", "sentencepiece.model"))
     words = "the river flows past the old city and the mountain where a king once built his castle".split()
@@ -128,7 +132,8 @@ def bench_pipeline(size: str, batch: int, length: int, vocab: int, num_passages:
             "count": manifest["count"], "flops": encode_flops(config, num_passages, length)}
 
 
-def hf_runner(size: str, batch: int, length: int, vocab: int) -> tuple[Callable[[], Any], dict]:
+def hf_runner(size: str, batch: int, length: int, vocab: int,
+              dtype: str = "float32") -> tuple[Callable[[], Any], dict]:
     """HF `MT5EncoderModel` (B layers) + the same pooling and projection on the same batch."""
     import torch
     import transformers
@@ -140,18 +145,19 @@ def hf_runner(size: str, batch: int, length: int, vocab: int) -> tuple[Callable[
         d_ff=config.mlp_dim, num_layers=config.retriever_layer_index, dropout_rate=0.0,
         feed_forward_proj="gated-gelu", tie_word_embeddings=False)
     device = bench_utils.torch_device()
-    encoder = transformers.MT5EncoderModel(hf_config).eval().to(device)
-    projection = torch.nn.Linear(config.emb_dim, config.retrieval_dim, bias=False).to(device)
-    norm = MT5LayerNorm(config.retrieval_dim).to(device)
+    with torch.device(device):  # initialised where it runs
+        encoder = transformers.MT5EncoderModel(hf_config).eval()
+        projection = torch.nn.Linear(config.emb_dim, config.retrieval_dim, bias=False)
+        norm = MT5LayerNorm(config.retrieval_dim)
     input_ids = torch.tensor(_random_passages(batch, length, vocab), dtype=torch.long, device=device)
     mask = (input_ids > 0).long()
 
     def run():
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
             hidden = encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-            return norm(projection(pooled)).cpu().numpy()
+            return norm(projection(pooled)).float().cpu().numpy()
 
     return run, {"dim": int(run().shape[-1]), "threads": torch.get_num_threads()}
 
@@ -162,6 +168,8 @@ def main(argv=None) -> int:
     parser.add_argument("--vocab", type=int, default=bench_utils.MT5_VOCAB, help="mT5's vocabulary by default")
     parser.add_argument("--batch", type=int, default=32, help="passages per encoder call")
     parser.add_argument("--length", type=int, default=200, help="tokens per passage (class-jax index's default)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="compute dtype of both encoders (weights stay float32)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per block")
     parser.add_argument("--rounds", type=int, default=2, help="blocks per implementation, alternating")
     parser.add_argument("--pipeline_passages", type=int, default=128,
@@ -170,21 +178,22 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "encode.json"))
     args = parser.parse_args(argv)
 
-    first_peak = bench_utils.measure_peak_flops()
+    first_peak = bench_utils.measure_peak_flops(dtype=args.dtype)
     steps = {}
-    run, ours = class_jax_runner(args.size, args.batch, args.length, args.vocab)
+    run, ours = class_jax_runner(args.size, args.batch, args.length, args.vocab, args.dtype)
     steps["class_jax"] = run
     result = {"size": args.size, "batch": args.batch, "length": args.length, "vocab": args.vocab,
-              "dtype": "float32", "class_jax": ours, **bench_utils.machine()}
+              "dtype": args.dtype, "class_jax": ours, **bench_utils.machine()}
     if not args.skip_hf:
-        steps["hf"], result["hf"] = hf_runner(args.size, args.batch, args.length, args.vocab)
+        steps["hf"], result["hf"] = hf_runner(args.size, args.batch, args.length, args.vocab, args.dtype)
     for name, timing in bench_utils.in_blocks(steps, 1, args.repeats, args.rounds).items():
         result[name].update(timing)
     if "hf" in result:
         result["speedup_vs_hf"] = result["hf"]["min_s"] / ours["min_s"]
     if args.pipeline_passages:
-        result["pipeline"] = bench_pipeline(args.size, args.batch, args.length, args.vocab, args.pipeline_passages)
-    peak = bench_utils.best_peak(first_peak, bench_utils.measure_peak_flops())
+        result["pipeline"] = bench_pipeline(args.size, args.batch, args.length, args.vocab, args.pipeline_passages,
+                                            args.dtype)
+    peak = bench_utils.best_peak(first_peak, bench_utils.measure_peak_flops(dtype=args.dtype))
     result["peak_flops"] = peak
     top = max(peak.values())
     result["mfu"] = ours["flops"] / ours["min_s"] / top
@@ -202,8 +211,8 @@ def main(argv=None) -> int:
                      f"{pipe['seconds']:.3f}", f"{pipe['passages_per_s']:.1f}", f"{ratio:.2f}x",
                      f"{pipe['flops'] / pipe['seconds'] / top:.1%}"])
     print(f"\nCorpus encoding, mT5-{args.size} shapes (first {_config(args.size, args.vocab).retriever_layer_index} "
-          f"layers + pooled projection), {args.batch} passages x {args.length} tokens per call, float32, "
-          f"{result['jax_backend']} ({result['cpus']} CPUs)")
+          f"layers + pooled projection), {args.batch} passages x {args.length} tokens per call, {args.dtype}, "
+          f"{result['jax_device_kind']} ({result['cpus']} CPUs)")
     print("measured matmul peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items())
           + f"; FLOPs per call {ours['flops'] / 1e9:.1f} G\n")
     print(bench_utils.markdown_table(["implementation", "s / call", "passages/s", "vs HF", "MFU"], rows))

@@ -1,11 +1,15 @@
 """Benchmark: one FiD training step (forward + backward + AdamW update), class_jax vs HF PyTorch mT5.
 
-Both sides run in this process on the same machine, same shapes, float32:
+Both sides run in this process on the same machine, same shapes and precision:
   * class_jax: `CLASSModel.loss_fn` (answer CE + retrieval KL) under one jitted step with buffer donation.
   * HF: `MT5ForConditionalGeneration` used as FiD (encoder over the k pairs of a question, decoder cross-attending
     over their concatenation), loss.backward(), torch.optim.AdamW.step().
-Throughput is tokens/s over encoder + decoder tokens. MFU = analytic step FLOPs / step time / measured peak, where
-the peak is the best float32 matmul rate measured here (JAX and torch, square matmuls, before and after).
+`--dtype bfloat16` is mixed precision on both sides: float32 parameters and optimizer state, bfloat16 compute
+(class_jax's `ModelConfig.dtype`; torch.autocast on the HF side). `--remat` rematerialises each layer on both sides
+(class_jax's `ModelConfig.remat_policy`; HF's gradient checkpointing, which recomputes whole layers like "full").
+Throughput is tokens/s over encoder + decoder tokens. MFU = analytic step FLOPs (recomputation not counted) / step
+time / measured peak, where the peak is the best matmul rate in the run's dtype measured here (JAX and torch, square
+matmuls, before and after). On a GPU the peak device memory of each side is reported too.
 
 By default both models are built first and their steps timed in alternating blocks of back-to-back steps (see
 `bench_utils.in_blocks`), so that load from other jobs on a shared machine hits both alike; the fastest step of
@@ -14,6 +18,7 @@ each is reported (the median is in the JSON too).
 
   python bench/model_step.py                       # mT5-small shapes, FiD batch 1 x 4 passages
   python bench/model_step.py --size base --sequential --repeats 2 --out bench/results/model_step_base.json
+  python bench/model_step.py --size large --dtype bfloat16 --remat full --batch 8 --passages 16   # GPU
 """
 
 import argparse
@@ -45,12 +50,7 @@ class Shapes:
         return self.batch * (self.passages * (self.query_len + self.passage_len) + self.answer_len)
 
 
-def measure_peak_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
-    """Best float32 matmul FLOP/s of JAX and torch on this machine (see `bench_utils.measure_peak_flops`)."""
-    return bench_utils.measure_peak_flops(size, repeats)
-
-
-def class_jax_runner(size: str, shapes: Shapes, vocab: int,
+def class_jax_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float32", remat: str = "none",
                      fused_adamw: bool = True) -> tuple[Callable[[], Any], dict[str, float]]:
     """The jitted, donating class_jax train step on one batch, and facts about it (FLOPs, XLA's count, params).
 
@@ -66,7 +66,8 @@ def class_jax_runner(size: str, shapes: Shapes, vocab: int,
 
     emb, heads, head_dim, mlp, enc, dec = SIZES[size]
     config = ModelConfig(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
-                         num_encoder_layers=enc, num_decoder_layers=dec, dropout_rate=0.0)
+                         num_encoder_layers=enc, num_decoder_layers=dec, dropout_rate=0.0, dtype=dtype,
+                         remat_policy=remat)
     model = CLASSModel(config)
     input_shapes = {"query_tokens": (shapes.batch, shapes.query_len),
                     "passage_tokens": (shapes.batch, shapes.passages, shapes.passage_len),
@@ -74,14 +75,15 @@ def class_jax_runner(size: str, shapes: Shapes, vocab: int,
     params = nn.unbox(model.get_initial_variables(jax.random.PRNGKey(0), input_shapes)["params"])
     optimizer = optimizers.adamw(1e-4, weight_decay=0.01, grad_clip_norm=None, fused=fused_adamw).transform
     opt_state = optimizer.init(params)
-    batch = _random_batch(shapes, vocab)
+    batch = jax.device_put(_random_batch(shapes, vocab))
 
     def train_step(params, opt_state, batch):
         (loss, _), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(params, batch, None)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    step = jax.jit(train_step, donate_argnums=(0, 1))
+    # Compiled once ahead of time: calling the jitted function would compile it a second time (minutes on a GPU).
+    step = jax.jit(train_step, donate_argnums=(0, 1)).lower(params, opt_state, batch).compile()
     state = {"params": params, "opt": opt_state}
 
     def run():
@@ -89,14 +91,15 @@ def class_jax_runner(size: str, shapes: Shapes, vocab: int,
         loss.block_until_ready()
 
     # XLA's own count of the compiled step, as a cross-check of the analytic formula used for MFU.
-    cost = step.lower(params, opt_state, batch).compile().cost_analysis()
+    cost = step.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return run, {"flops": model.flops_per_step(input_shapes), "xla_flops": float(cost["flops"]),
                  "params": sum(x.size for x in jax.tree_util.tree_leaves(state["params"]))}
 
 
-def hf_runner(size: str, shapes: Shapes, vocab: int) -> tuple[Callable[[], Any], dict[str, float]]:
-    """The HF PyTorch FiD train step on the same batch."""
+def hf_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float32",
+              remat: str = "none") -> tuple[Callable[[], Any], dict[str, float]]:
+    """The HF PyTorch FiD train step on the same batch (autocast for bfloat16, gradient checkpointing for remat)."""
     import torch
     import transformers
 
@@ -105,7 +108,10 @@ def hf_runner(size: str, shapes: Shapes, vocab: int) -> tuple[Callable[[], Any],
                                     num_layers=enc, num_decoder_layers=dec, dropout_rate=0.0,
                                     feed_forward_proj="gated-gelu", tie_word_embeddings=False)
     device = bench_utils.torch_device()
-    model = transformers.MT5ForConditionalGeneration(config).train().to(device)
+    with torch.device(device):  # initialised where it runs (a large model's CPU initialisation takes minutes)
+        model = transformers.MT5ForConditionalGeneration(config).train()
+    if remat != "none":
+        model.gradient_checkpointing_enable()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     batch = _random_batch(shapes, vocab)
     pair_len = shapes.query_len + shapes.passage_len
@@ -117,15 +123,30 @@ def hf_runner(size: str, shapes: Shapes, vocab: int) -> tuple[Callable[[], Any],
 
     def run():
         optimizer.zero_grad(set_to_none=True)
-        hidden = model.encoder(input_ids=input_ids, attention_mask=attention).last_hidden_state
-        hidden = hidden.reshape(shapes.batch, shapes.passages * pair_len, -1)  # Fusion-in-Decoder
-        out = model(encoder_outputs=(hidden,), attention_mask=attention.reshape(shapes.batch, -1), labels=labels)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            hidden = model.encoder(input_ids=input_ids, attention_mask=attention).last_hidden_state
+            hidden = hidden.reshape(shapes.batch, shapes.passages * pair_len, -1)  # Fusion-in-Decoder
+            out = model(encoder_outputs=(hidden,), attention_mask=attention.reshape(shapes.batch, -1),
+                        labels=labels)
         out.loss.backward()
         optimizer.step()
         if device == "cuda":
             torch.cuda.synchronize()
 
     return run, {"threads": torch.get_num_threads()}
+
+
+def _record_peak_memory(result: dict[str, Any]) -> None:
+    """Adds each side's peak device memory ([bytes per device]) where the backend reports it (GPU, TPU).
+
+    With several class_jax variants in one process the JAX figure is their common peak."""
+    jax_peak = bench_utils.jax_peak_memory()
+    for side in ("class_jax", "class_jax_optax_adamw"):
+        if side in result and jax_peak is not None:
+            result[side]["peak_memory_bytes"] = jax_peak
+    if "hf" in result and result.get("torch_device") == "cuda":
+        import torch
+        result["hf"]["peak_memory_bytes"] = [torch.cuda.max_memory_allocated()]
 
 
 def _random_batch(shapes: Shapes, vocab: int) -> dict[str, np.ndarray]:
@@ -149,6 +170,10 @@ def main(argv=None) -> int:
     parser.add_argument("--query_len", type=int, default=50)
     parser.add_argument("--passage_len", type=int, default=200)
     parser.add_argument("--answer_len", type=int, default=50)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="compute dtype of both sides (parameters and optimizer state stay float32)")
+    parser.add_argument("--remat", choices=["none", "full", "minimal"], default="none",
+                        help="class_jax remat policy; any but none turns on HF gradient checkpointing")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per block")
     parser.add_argument("--rounds", type=int, default=2, help="blocks per implementation, alternating")
     parser.add_argument("--skip_hf", action="store_true", help="no torch/transformers comparison")
@@ -160,14 +185,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     shapes = Shapes(args.batch, args.passages, args.query_len, args.passage_len, args.answer_len)
 
-    peak = measure_peak_flops()
+    peak = bench_utils.measure_peak_flops(dtype=args.dtype)
     builders = {"class_jax": class_jax_runner}
     if args.compare_optax_adamw:
         builders["class_jax_optax_adamw"] = functools.partial(class_jax_runner, fused_adamw=False)
     if not args.skip_hf:
         builders["hf"] = hf_runner
+    builders = {name: functools.partial(build, dtype=args.dtype, remat=args.remat) for name, build in builders.items()}
     result = {"size": args.size, "shapes": dataclasses.asdict(shapes), "tokens_per_step": shapes.tokens,
-              "vocab": args.vocab, "timing": "sequential" if args.sequential else f"{args.rounds} alternating blocks",
+              "vocab": args.vocab, "dtype": args.dtype, "remat": args.remat,
+              "timing": "sequential" if args.sequential else f"{args.rounds} alternating blocks",
               **bench_utils.machine()}
     if args.sequential:
         for name, build in builders.items():
@@ -181,6 +208,7 @@ def main(argv=None) -> int:
         for name, timing in bench_utils.in_blocks(steps, 2, args.repeats, args.rounds).items():
             result[name].update(timing)
         del steps
+    _record_peak_memory(result)
     ours = result["class_jax"]
     for side in builders:
         result[side]["step_s"] = result[side]["min_s"]
@@ -188,14 +216,15 @@ def main(argv=None) -> int:
         result["speedup_vs_hf"] = result["hf"]["step_s"] / ours["step_s"]
     # The peak is measured before and after the runs and the best kept: on a shared machine a single
     # measurement taken during a burst of other work would understate it and inflate MFU.
-    peak = bench_utils.best_peak(peak, measure_peak_flops())
+    peak = bench_utils.best_peak(peak, bench_utils.measure_peak_flops(dtype=args.dtype))
     best_peak = max(peak.values())
     result["peak_flops"] = peak
     result["mfu"] = ours["flops"] / ours["step_s"] / best_peak
 
     print(f"FiD train step, mT5-{args.size} shapes, batch {shapes.batch} x {shapes.passages} passages x "
-          f"({shapes.query_len}+{shapes.passage_len}) + answer {shapes.answer_len}, float32, {os.cpu_count()} CPUs, "
-          f"{result['timing']} timing, fastest of {args.repeats}")
+          f"({shapes.query_len}+{shapes.passage_len}) + answer {shapes.answer_len}, {args.dtype}, remat {args.remat}, "
+          f"{result['jax_device_kind']} ({os.cpu_count()} CPUs), {result['timing']} timing, fastest of "
+          f"{args.repeats * args.rounds}")
     print("measured matmul peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()))
     print(f"step FLOPs: analytic {ours['flops'] / 1e9:.1f} G (used for MFU), XLA cost analysis "
           f"{ours['xla_flops'] / 1e9:.1f} G\n")
@@ -206,9 +235,12 @@ def main(argv=None) -> int:
         if side in result:
             seconds = result[side]["step_s"]
             ratio = f"{result['hf']['step_s'] / seconds:.2f}x" if "hf" in result else "-"
-            mfu = f"{ours['flops'] / seconds / best_peak:.1%}" if side != "hf" else "-"
-            rows.append([label, f"{seconds:.3f}", f"{shapes.tokens / seconds:.0f}", ratio, mfu])
-    print(bench_utils.markdown_table(["implementation", "step s", "tokens/s", "vs HF", "MFU"], rows))
+            memory = result[side].get("peak_memory_bytes")
+            rows.append([label, f"{seconds:.3f}", f"{shapes.tokens / seconds:.0f}", ratio,
+                         f"{ours['flops'] / seconds / best_peak:.1%}",
+                         "-" if memory is None else " / ".join(f"{b / 2 ** 30:.1f}" for b in memory)])
+    print(bench_utils.markdown_table(["implementation", "step s", "tokens/s", "vs HF", "MFU", "peak GiB per device"],
+                                     rows))
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

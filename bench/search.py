@@ -4,19 +4,24 @@ Search: N x D float32 random index vectors, Q random queries, top-k; both backen
 vectors, one after the other (so only one copy of the index is alive at a time). Reported: queries/s (median of
 `--repeats` timed calls after one warm-up call that also compiles), the JAX/faiss ratio, and how many of the top-k
 rows the two backends agree on (random float data has no exact ties, so they should agree on all of them).
+For the JAX path also the two floors of one call over the whole index, from rates measured in the same run:
+reading the index once at the measured memory bandwidth (a jitted elementwise pass, bytes read + written), and
+the exact float32 scoring products at the measured HIGHEST-precision float32 matmul rate; the share of each floor
+in the measured time says how close the search runs to what the device allows. `--device_dtype float16` keeps the
+index on device as `class-jax index` writes it (half the bytes; scores are still float32).
 
 Encoding: the real `class-jax index` pipeline (corpus streaming, tokenisation, jitted sharded encoding through the
 first B layers, shard writing) with a randomly initialised model of the chosen size, over a generated corpus.
 
   python bench/search.py                                   # 100k and 1M x 768, 256 queries, k=100; mT5-small encoding
   python bench/search.py --sizes 100000 --encode_size tiny --out bench/results/search_quick.json
+  python bench/search.py --skip_faiss --encode_passages 0 --device_dtype float16 --queries 32   # GPU, no faiss
 """
 
 import argparse
 import json
 import os
 import pathlib
-import platform
 import sys
 import tempfile
 import time
@@ -61,7 +66,8 @@ def _time_search(searcher, queries: np.ndarray, k: int, repeats: int) -> tuple[f
     return float(np.median(times)), rows
 
 
-def bench_search(num_rows: int, dim: int, num_queries: int, k: int, repeats: int) -> dict:
+def bench_search(num_rows: int, dim: int, num_queries: int, k: int, repeats: int, skip_faiss: bool = False,
+                 device_dtype: str | None = None) -> dict:
     import jax
     from class_jax.retrieval import search
     from class_jax.trainer.partitioning import Partitioner
@@ -71,11 +77,16 @@ def bench_search(num_rows: int, dim: int, num_queries: int, k: int, repeats: int
     result = {"rows": num_rows, "dim": dim, "queries": num_queries, "k": k}
 
     started = time.perf_counter()
-    device = search.DeviceSearcher(read, num_rows, Partitioner().mesh, query_batch_size=num_queries)
+    device = search.DeviceSearcher(read, num_rows, Partitioner().mesh, query_batch_size=num_queries,
+                                   device_dtype=device_dtype)
     jax.block_until_ready(device.rows)
     result["jax_load_s"] = time.perf_counter() - started
+    result["index_bytes"] = sum(int(x.nbytes) for x in device.rows.values())
     jax_time, jax_rows = _time_search(device, queries, k, repeats)
+    result.update(jax_qps=num_queries / jax_time, jax_s=jax_time, jax_rows=jax_rows)
     del device
+    if skip_faiss:
+        return result
 
     started = time.perf_counter()
     faiss_searcher = search.FaissSearcher(read, num_rows, dim)
@@ -83,10 +94,17 @@ def bench_search(num_rows: int, dim: int, num_queries: int, k: int, repeats: int
     faiss_time, faiss_rows = _time_search(faiss_searcher, queries, k, repeats)
     del faiss_searcher
 
-    result.update(jax_qps=num_queries / jax_time, faiss_qps=num_queries / faiss_time,
-                  jax_over_faiss=faiss_time / jax_time,
-                  topk_agreement=float(np.mean(jax_rows == faiss_rows)))
+    result.update(faiss_qps=num_queries / faiss_time, jax_over_faiss=faiss_time / jax_time,
+                  topk_agreement=float(np.mean(result["jax_rows"] == faiss_rows)))
     return result
+
+
+def add_floors(result: dict, bandwidth: float, float32_flops: float) -> None:
+    """Adds the memory and compute floors of one search call over the whole index and their share of its time."""
+    memory_s = result["index_bytes"] / bandwidth
+    compute_s = 2.0 * result["queries"] * result["rows"] * result["dim"] / float32_flops
+    result.update(memory_floor_s=memory_s, compute_floor_s=compute_s,
+                  of_memory_bound=memory_s / result["jax_s"], of_roofline=max(memory_s, compute_s) / result["jax_s"])
 
 
 def bench_encoding(size: str, num_passages: int, batch_size: int) -> dict:
@@ -142,28 +160,43 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--encode_size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--encode_passages", type=int, default=256)
+    parser.add_argument("--encode_passages", type=int, default=256, help="0: no encoding benchmark")
     parser.add_argument("--encode_batch_size", type=int, default=32)
+    parser.add_argument("--skip_faiss", action="store_true", help="time the JAX path alone (no faiss installed)")
+    parser.add_argument("--device_dtype", choices=["float32", "float16"], default=None,
+                        help="dtype of the index on device (default: float32, as generated)")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "search.json"))
     args = parser.parse_args()
 
-    import jax
-    results = {"machine": platform.platform(), "cpus": os.cpu_count(), "jax_backend": jax.default_backend(),
-               "devices": jax.device_count(), "search": [], "encoding": None}
+    results = {**bench_utils.machine(), "device_dtype": args.device_dtype or "float32", "search": [],
+               "encoding": None}
+    bandwidth = bench_utils.measure_copy_bandwidth()
+    float32_flops = max(bench_utils.measure_peak_flops(precision="highest").values())
+    results.update(memory_bandwidth=bandwidth, float32_highest_flops=float32_flops)
     for num_rows in args.sizes:
-        results["search"].append(bench_search(num_rows, args.dim, args.queries, args.k, args.repeats))
-        print(json.dumps(results["search"][-1]), file=sys.stderr)
-    results["encoding"] = bench_encoding(args.encode_size, args.encode_passages, args.encode_batch_size)
+        row = bench_search(num_rows, args.dim, args.queries, args.k, args.repeats, args.skip_faiss, args.device_dtype)
+        del row["jax_rows"]
+        add_floors(row, bandwidth, float32_flops)
+        results["search"].append(row)
+        print(json.dumps(row), file=sys.stderr)
+    if args.encode_passages:
+        results["encoding"] = bench_encoding(args.encode_size, args.encode_passages, args.encode_batch_size)
 
-    print(f"\nExact top-{args.k} search, {args.queries} queries, float32 x {args.dim} "
-          f"({results['jax_backend']}, {results['devices']} device(s), {results['cpus']} CPUs)")
-    print(f"{'rows':>10} {'JAX q/s':>10} {'faiss q/s':>10} {'JAX/faiss':>10} {'agree':>7}")
-    for row in results["search"]:
-        print(f"{row['rows']:>10} {row['jax_qps']:>10.1f} {row['faiss_qps']:>10.1f} {row['jax_over_faiss']:>10.2f} "
-              f"{row['topk_agreement']:>7.4f}")
+    print(f"\nExact top-{args.k} search, {args.queries} queries, {results['device_dtype']} index x {args.dim} "
+          f"({results['jax_device_kind']}, {results['jax_devices']} device(s), {results['cpus']} CPUs); "
+          f"measured: memory {bandwidth / 1e9:.0f} GB/s, float32 HIGHEST matmul {float32_flops / 1e12:.2f} TFLOP/s")
+    rows = [[row["rows"], f"{row['jax_qps']:.1f}", f"{row['faiss_qps']:.1f}" if "faiss_qps" in row else "-",
+             f"{row['jax_over_faiss']:.2f}" if "faiss_qps" in row else "-",
+             f"{row['topk_agreement']:.4f}" if "faiss_qps" in row else "-",
+             f"{row['jax_s'] * 1e3:.2f}", f"{row['memory_floor_s'] * 1e3:.2f}", f"{row['compute_floor_s'] * 1e3:.2f}",
+             f"{row['of_memory_bound']:.0%}", f"{row['of_roofline']:.0%}"] for row in results["search"]]
+    print(bench_utils.markdown_table(["rows", "JAX q/s", "faiss q/s", "JAX/faiss", "agree", "JAX ms/call",
+                                      "memory floor ms", "compute floor ms", "of memory bound", "of roofline"],
+                                     rows))
     encoding = results["encoding"]
-    print(f"\nCorpus encoding (mT5-{encoding['model']} shapes, first B layers, float16 vectors): "
-          f"{encoding['passages_per_s']:.1f} passages/s over {encoding['passages']} passages")
+    if encoding:
+        print(f"\nCorpus encoding (mT5-{encoding['model']} shapes, first B layers, float16 vectors): "
+              f"{encoding['passages_per_s']:.1f} passages/s over {encoding['passages']} passages")
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The accelerator figures of bench/RESULTS.md in one command, for a single-GPU host with JAX's CUDA backend, torch
+# and transformers installed (faiss and seqio are not needed: search runs the JAX path alone and encoding skips the
+# tokenising pipeline row).
+#
+#   bash bench/gpu_suite.sh OUT_DIR [PART ...]      # parts: step search encode decode step_minimal (default: all)
+#
+# Each part runs as its own process under a time limit, so one that fails or overruns leaves the others' results;
+# every part writes OUT_DIR/<part>.json and appends its output to OUT_DIR/suite.log.
+set -u
+out_dir=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [PART ...]}
+shift
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(step search encode decode step_minimal)
+mkdir -p "$out_dir"
+cd "$(dirname "$0")/.."
+# JAX must not take 75% of the GPU up front: the HF side runs in the same process.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+python=${PYTHON:-python3}
+log=$out_dir/suite.log
+
+run() {  # NAME LIMIT_S SCRIPT ARGS...
+  local name=$1 limit=$2 script=$3
+  shift 3
+  echo "=== $name: $script $* (limit ${limit}s, $(date -u +%T))" | tee -a "$log"
+  timeout "$limit" "$python" "$script" "$@" --out "$out_dir/$name.json" 2>&1 \
+    | grep -v -e "Warning" -e "warnings.warn" | tee -a "$log"
+  echo "=== $name: exit ${PIPESTATUS[0]} ($(date -u +%T))" | tee -a "$log"
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  "$python" -c "import jax, flax, optax, torch, transformers; print('jax', jax.__version__, jax.devices(), \
+'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'transformers', \
+transformers.__version__)"; } 2>&1 | tee -a "$log"
+
+for part in "${parts[@]}"; do
+  case $part in
+    step) run step 300 bench/model_step.py --size large --dtype bfloat16 --remat full --batch 8 --passages 16 ;;
+    search)
+      run search_f32 100 bench/search.py --skip_faiss --encode_passages 0
+      run search_f16 100 bench/search.py --skip_faiss --encode_passages 0 --device_dtype float16 --queries 32 ;;
+    encode) run encode 120 bench/encode.py --size large --dtype bfloat16 --batch 512 --pipeline_passages 0 ;;
+    decode) run decode 120 bench/decode.py --size large --dtype bfloat16 --batch 32 --passages 16 ;;
+    step_minimal)
+      run step_minimal 240 bench/model_step.py --size large --dtype bfloat16 --remat minimal --batch 8 --passages 16 \
+        --skip_hf ;;
+    *) echo "unknown part: $part (expected step, search, encode, decode, step_minimal)" | tee -a "$log"; exit 2 ;;
+  esac
+done
