@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import platform
+import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -21,6 +22,15 @@ SIZES = {
     "large": (1024, 16, 64, 2816, 24, 24),
 }
 MT5_VOCAB = 250112
+
+
+_STARTED = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """Prints `message` to stderr with the seconds since the benchmark started (where a slow run spends its time:
+    model building, compilation, timing)."""
+    print(f"[{time.perf_counter() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def timeit(step: Callable[[], Any], warmup: int, repeats: int) -> dict[str, float]:

@@ -160,16 +160,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     inputs = _random_inputs(args.batch, args.passages, args.query_len, args.passage_len, args.vocab)
+    bench_utils.progress("building and compiling class_jax prediction and decoding")
     runners, ours = class_jax_runners(args.size, inputs, args.steps, args.vocab, args.dtype)
     steps = {("class_jax", kind): run for kind, run in runners.items()}
     result = {"size": args.size, "batch": args.batch, "passages": args.passages, "query_len": args.query_len,
               "passage_len": args.passage_len, "steps": args.steps, "vocab": args.vocab, "dtype": args.dtype,
               "class_jax": ours, **bench_utils.machine()}
     if not args.skip_hf:
+        bench_utils.progress("building HF and generating once")
         runners, result["hf"] = hf_runners(args.size, inputs, args.steps, args.vocab, args.dtype)
         if result["hf"]["generated_length"] != args.steps:
             raise RuntimeError(f"HF generated {result['hf']['generated_length']} tokens, not {args.steps}")
         steps.update({("hf", kind): run for kind, run in runners.items()})
+    bench_utils.progress("timing")
     for (side, kind), timing in bench_utils.in_blocks(steps, 1, args.repeats, args.rounds).items():
         result[side][kind] = timing
     rows = []

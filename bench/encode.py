@@ -180,12 +180,15 @@ def main(argv=None) -> int:
 
     first_peak = bench_utils.measure_peak_flops(dtype=args.dtype)
     steps = {}
+    bench_utils.progress("building and compiling the class_jax encoder")
     run, ours = class_jax_runner(args.size, args.batch, args.length, args.vocab, args.dtype)
     steps["class_jax"] = run
     result = {"size": args.size, "batch": args.batch, "length": args.length, "vocab": args.vocab,
               "dtype": args.dtype, "class_jax": ours, **bench_utils.machine()}
     if not args.skip_hf:
+        bench_utils.progress("building the HF encoder")
         steps["hf"], result["hf"] = hf_runner(args.size, args.batch, args.length, args.vocab, args.dtype)
+    bench_utils.progress("timing")
     for name, timing in bench_utils.in_blocks(steps, 1, args.repeats, args.rounds).items():
         result[name].update(timing)
     if "hf" in result:

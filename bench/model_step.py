@@ -198,13 +198,16 @@ def main(argv=None) -> int:
               **bench_utils.machine()}
     if args.sequential:
         for name, build in builders.items():
+            bench_utils.progress(f"building and compiling {name}")
             run, result[name] = build(args.size, shapes, args.vocab)
             result[name].update(bench_utils.timeit(run, 2, args.repeats * args.rounds))
             del run
     else:
         steps = {}
         for name, build in builders.items():
+            bench_utils.progress(f"building and compiling {name}")
             steps[name], result[name] = build(args.size, shapes, args.vocab)
+        bench_utils.progress("timing")
         for name, timing in bench_utils.in_blocks(steps, 2, args.repeats, args.rounds).items():
             result[name].update(timing)
         del steps

@@ -17,6 +17,7 @@ stays available as an independent cross-check and for hosts where it is the fast
 """
 
 import abc
+import math
 from typing import Any, Callable, Optional
 
 import jax
@@ -89,6 +90,49 @@ def maxsim_block_scorer(position_bias: Optional[np.ndarray] = None, length_norm:
     return score
 
 
+def top_k_group_size(num_columns: int, k: int) -> int:
+    """The group size `grouped_top_k` uses for rows of `num_columns` scores: the power of two nearest
+    sqrt(num_columns / k), which balances its two smaller top-k (over the group maxima and over the candidates);
+    1 (plain `lax.top_k`) where grouping cannot leave more than k groups."""
+    size = 1 << max(0, round(math.log2(max(1.0, num_columns / k)) / 2))
+    while size > 1 and (num_columns % size or num_columns // size <= k):
+        size //= 2
+    return size
+
+
+def grouped_top_k(scores: jax.Array, k: int, group_size: int) -> tuple[jax.Array, jax.Array]:
+    """Exactly `lax.top_k(scores, k)` (values and positions, ties to lower positions), from two smaller top-k.
+
+    The columns are cut into groups of `group_size`; the k groups with the largest maxima hold every element of
+    the top k: an element is in the top k only if at most k - 1 elements exceed it, so at most k - 1 groups have a
+    larger maximum than its group, and among groups of equal maxima the lower ones are taken, as lower positions
+    win ties. So the top k of the k * group_size candidates of those groups, taken in position order, is the top k
+    of the row. GPUs run `lax.top_k` for k above a few dozen as a full sort of the row; this sorts
+    num_columns / group_size + k * group_size elements instead of num_columns.
+
+    Args:
+      scores: [rows, num_columns].
+      k: how many per row.
+      group_size: columns per group (1: plain `lax.top_k`); it must divide num_columns and leave more than k
+        groups.
+
+    Returns:
+      (values [rows, k], positions [rows, k] int32), as `lax.top_k` returns them.
+    """
+    num_rows, num_columns = scores.shape
+    if group_size == 1:
+        return lax.top_k(scores, k)
+    if num_columns % group_size or num_columns // group_size <= k:
+        raise ValueError(f"group size {group_size} must divide {num_columns} columns into more than {k} groups")
+    groups = scores.reshape(num_rows, num_columns // group_size, group_size)
+    _, best_groups = lax.top_k(groups.max(axis=-1), k)
+    best_groups = jnp.sort(best_groups, axis=-1)  # position order, so the next top_k breaks ties as lax.top_k does
+    candidates = jnp.take_along_axis(groups, best_groups[:, :, None], axis=1).reshape(num_rows, k * group_size)
+    values, picked = lax.top_k(candidates, k)
+    group_of_pick = jnp.take_along_axis(best_groups, picked // group_size, axis=1)
+    return values, group_of_pick * group_size + picked % group_size
+
+
 def _sorted_by_score_then_row(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row of results ordered by descending score, ties by ascending row."""
     order = np.lexsort((rows, -scores.astype(np.float64)), axis=-1)
@@ -157,6 +201,7 @@ class DeviceSearcher(Searcher):
         axes, chunk, num_rows = self.row_axes, self.chunk_rows, self.num_rows
         num_chunks = self.rows_per_shard // chunk
         per_chunk_k = min(k, chunk)
+        group_size = top_k_group_size(chunk, per_chunk_k)
         scorer = self.scorer
 
         def shard_top_k(queries: PyTree, rows: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
@@ -169,7 +214,7 @@ class DeviceSearcher(Searcher):
                 chunk_index, block = inputs
                 row_numbers = base + chunk_index * chunk + jnp.arange(chunk, dtype=jnp.int32)
                 scores = jnp.where(row_numbers[None, :] < num_rows, scorer(queries, block), -jnp.inf)
-                scores, positions = lax.top_k(scores, per_chunk_k)
+                scores, positions = grouped_top_k(scores, per_chunk_k, group_size)
                 # The running best (lower rows) comes first, so top_k keeps it on ties.
                 merged_scores = jnp.concatenate([best_scores, scores], axis=1)
                 merged_rows = jnp.concatenate([best_rows, row_numbers[positions]], axis=1)

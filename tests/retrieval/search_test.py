@@ -47,6 +47,36 @@ def test_both_backends_equal_brute_force_exactly_with_ties(shape):
             np.testing.assert_array_equal(scores, expected_scores, err_msg=f"{name} k={k}")
 
 
+@pytest.mark.parametrize("num_columns,k", [(4096, 100), (1024, 37), (1000, 10), (64, 5), (100, 99), (7, 3)])
+def test_grouped_top_k_equals_lax_top_k_with_ties_and_infinities(num_columns, k):
+    rng = np.random.RandomState(num_columns)
+    group_size = search.top_k_group_size(num_columns, k)
+    assert num_columns % group_size == 0 and (group_size == 1 or num_columns // group_size > k)
+    for scores in (rng.randint(-3, 4, (9, num_columns)).astype(np.float32),
+                   rng.randn(9, num_columns).astype(np.float32)):
+        scores[0, :num_columns // 2] = -np.inf
+        scores[1] = 0.0  # every column ties
+        expected_values, expected_positions = jax.lax.top_k(scores, k)
+        values, positions = jax.jit(search.grouped_top_k, static_argnums=(1, 2))(scores, k, group_size)
+        np.testing.assert_array_equal(positions, expected_positions)
+        np.testing.assert_array_equal(values, expected_values)
+    if group_size > 1:
+        with pytest.raises(ValueError, match="more than"):
+            search.grouped_top_k(scores, num_columns // group_size, group_size)
+
+
+def test_device_search_with_grouped_chunk_top_k_equals_brute_force_with_ties():
+    vectors, queries = _integer_data(num_rows=4000, num_queries=11)
+    searcher = search.DeviceSearcher(_reader({"vectors": vectors}), len(vectors), _mesh((1, 1, 1), 1),
+                                     chunk_rows=1024)
+    for k in (1, 37, 100):
+        assert search.top_k_group_size(1024, k) > 1
+        expected_scores, expected_rows = fx.brute_force_top_k(queries, vectors, k)
+        scores, rows = searcher.search_rows(queries, k)
+        np.testing.assert_array_equal(rows, expected_rows, err_msg=f"k={k}")
+        np.testing.assert_array_equal(scores, expected_scores, err_msg=f"k={k}")
+
+
 def test_float16_index_equals_brute_force_on_the_stored_values():
     vectors, queries = _integer_data(num_rows=150)
     halves = vectors.astype(np.float16) / 4  # exact in float16
