@@ -39,8 +39,8 @@ for part in "${parts[@]}"; do
     search)
       run search_f32 100 bench/search.py --skip_faiss --encode_passages 0
       run search_f16 100 bench/search.py --skip_faiss --encode_passages 0 --device_dtype float16 --queries 32 ;;
-    encode) run encode 120 bench/encode.py --size large --dtype bfloat16 --batch 512 --pipeline_passages 0 ;;
-    decode) run decode 120 bench/decode.py --size large --dtype bfloat16 --batch 32 --passages 16 ;;
+    encode) run encode 180 bench/encode.py --size large --dtype bfloat16 --batch 512 --pipeline_passages 0 ;;
+    decode) run decode 300 bench/decode.py --size large --dtype bfloat16 --batch 32 --passages 16 ;;
     step_minimal)
       run step_minimal 240 bench/model_step.py --size large --dtype bfloat16 --remat minimal --batch 8 --passages 16 \
         --skip_hf ;;

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     # Every device takes part in the encoding, so one row per device (only the first is the question).
     encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, jax.device_count())
     query_vectors = retrieve.encode_queries(encoder, vocabulary, [question], args.query_length)
-    searcher = retrieve.make_index_searcher(loaded, index, "device", with_ids=False, query_length=args.query_length)
+    searcher = retrieve.make_index_searcher(loaded, index, "auto", with_ids=False, query_length=args.query_length)
     scores, rows = searcher.search_rows(query_vectors, args.k)
     records = index.corpus(args.corpus).fetch(rows[0])
     found = [records[int(row)] for row in rows[0]]

@@ -45,7 +45,7 @@ def make_index_searcher(loaded: LoadedModel, index: IndexReader, backend: str, w
     Args:
       loaded: the model (token mode needs it for the position bias).
       index: the index.
-      backend: "device" or "faiss".
+      backend: "auto", "device" or "faiss" (`search.resolve_backend`).
       with_ids: load the passage ids (needed by `Searcher.search`).
       query_length: token mode: the query slot length (passage positions start after it).
       **options: backend options (query_batch_size, chunk_rows, device_dtype; num_threads).
@@ -55,6 +55,7 @@ def make_index_searcher(loaded: LoadedModel, index: IndexReader, backend: str, w
     """
     ids = index.ids() if with_ids else None
     read = row_reader(index)
+    backend = search.resolve_backend(backend, token_mode=index.retrieval_mode == "token")
     if index.retrieval_mode == "token":
         if backend != "device":
             raise UserError(f"{index.path} is a token-mode (ReAtt) index: only --backend device searches it")
@@ -108,7 +109,7 @@ class IndexRetriever:
     """A class_jax checkpoint + the index it built, as a retriever of (passage ids, scores), best first."""
 
     def __init__(self, index_dir: str, checkpoint: str, vocabulary_path: Optional[str], partitioner: Partitioner,
-                 batch_size: int = 64, backend: str = "device",
+                 batch_size: int = 64, backend: str = "auto",
                  query_length: int = text_inputs.QUERY_MAX_LENGTH):
         """Loads the model and opens a searcher over the index.
 
@@ -118,7 +119,7 @@ class IndexRetriever:
           vocabulary_path: a SentencePiece model, or None for the checkpoint's own.
           partitioner: where the parameters are placed.
           batch_size: questions encoded per step over all devices.
-          backend: "device" or "faiss".
+          backend: "auto", "device" or "faiss" (`search.resolve_backend`).
           query_length: query tokens kept (the length the model was trained with).
 
         Raises:

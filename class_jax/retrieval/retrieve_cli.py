@@ -1,7 +1,7 @@
 """`class-jax retrieve`: top-k passages for XOR-TyDi questions, in the XOR-Retrieve prediction format.
 
     class-jax retrieve --checkpoint ckpt/ --index index/ --queries xor_dev_retrieve_eng_span_v1_1.jsonl \\
-        --out pred.json [--k 100] [--backend device|faiss]
+        --out pred.json [--k 100] [--backend auto|device|faiss]
 
 Writes pred.json (`[{"id", "lang", "ctxs": [passage text, ...]}]`, what `class-jax eval-xor-retrieve` and the
 official script score) and pred.details.jsonl (passage ids, scores, titles).
@@ -14,7 +14,7 @@ import time
 import jax
 
 from class_jax.errors import UserError
-from class_jax.retrieval import loading, predictions, retrieve
+from class_jax.retrieval import loading, predictions, retrieve, search
 from class_jax.retrieval.encoder import RetrievalEncoder
 from class_jax.retrieval.index_reader import IndexReader
 
@@ -28,9 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--details_out", default=None,
                         help="JSON Lines with passage ids and scores (default: OUT without .json + .details.jsonl)")
     parser.add_argument("--k", type=int, default=100, help="passages per question")
-    parser.add_argument("--backend", choices=("device", "faiss"), default="device",
-                        help="exact search sharded over the JAX devices (default; also the faster one on CPU, see "
-                             "bench/search.py) or with faiss IndexFlatIP on the CPU of process 0")
+    parser.add_argument("--backend", choices=("auto", "device", "faiss"), default="auto",
+                        help="exact search sharded over the JAX devices, or with faiss IndexFlatIP on the CPU of "
+                             "process 0; auto (default): faiss for pooled indexes in a single-process CPU run, where "
+                             "it is the faster one (bench/RESULTS.md), the devices otherwise")
     parser.add_argument("--corpus", default=None, help="corpus root, if it moved since indexing")
     parser.add_argument("--batch_size", type=int, default=64, help="questions encoded per step over all devices")
     parser.add_argument("--query_batch_size", type=int, default=256, help="questions per device search call")
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"--batch_size {args.batch_size}: {e}") from e
     query_vectors = retrieve.encode_queries(encoder, vocabulary, [q.question for q in queries])
-    backend = args.backend
+    backend = search.resolve_backend(args.backend, token_mode=index.retrieval_mode == "token")
     # faiss runs on one process only; the device search is an SPMD program every process joins.
     if backend == "faiss" and jax.process_index() != 0:
         return 0

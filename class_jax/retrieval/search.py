@@ -11,9 +11,11 @@ device order). For a batch of queries, each device scores its rows chunk by chun
 all-gathered and reduced with one more top-k. Token-mode (ReAtt) indexes use the same machinery with max-sim
 scores per chunk.
 
-Which is faster: on this project's 2-core CPU machine the JAX path beat faiss IndexFlatIP (pip faiss-cpu 1.15.1) by
-1.7x at 100k and 3.7x at 1M x 768 rows (bench/search.py), so "device" is the default backend even on CPU; faiss
-stays available as an independent cross-check and for hosts where it is the faster build.
+Which is faster (bench/search.py, 256 queries, top-100 of float32 x 768 rows): on this project's 2-core CPU machine
+faiss IndexFlatIP (pip faiss-cpu 1.15.1) is 1.2-1.6x the JAX path at 100k and 1M rows, both running the scoring
+products near the machine's float32 matmul rate; on an H100 the JAX path searches 1M rows in 17.5 ms. So "auto", the
+commands' default, picks faiss for pooled vectors in a single-process CPU run and the device search everywhere else
+(accelerators, several processes, token-mode indexes, which faiss cannot score); see `resolve_backend`.
 """
 
 import abc
@@ -319,19 +321,37 @@ class FaissSearcher(Searcher):
                 return scores[:k], rows[:k]
 
 
+def resolve_backend(backend: str, token_mode: bool = False) -> str:
+    """The backend that "auto" stands for here; "device" and "faiss" are returned as they are.
+
+    Args:
+      backend: "auto", "device" or "faiss".
+      token_mode: the index holds token vectors (ReAtt max-sim), which only the device search scores.
+
+    Returns:
+      "faiss" for "auto" with pooled vectors in a single-process run on CPU (the faster one there), else "device".
+    """
+    if backend != "auto":
+        return backend
+    if not token_mode and jax.default_backend() == "cpu" and jax.process_count() == 1:
+        return "faiss"
+    return "device"
+
+
 def make_searcher(backend: str, read_rows: RowReader, num_rows: int, dim: int, *,
                   mesh: Optional[jax.sharding.Mesh] = None, ids: Optional[IdTable] = None,
                   **options: Any) -> Searcher:
-    """A searcher of the named backend ("device" or "faiss").
+    """A searcher of the named backend ("device" or "faiss"; see `resolve_backend` for "auto").
 
     Raises:
       ValueError: an unknown backend, or "device" without a mesh.
     """
+    backend = resolve_backend(backend)
     if backend == "faiss":
         return FaissSearcher(read_rows, num_rows, dim, ids, **options)
     if backend == "device":
         if mesh is None:
             raise ValueError("the device backend needs a mesh")
         return DeviceSearcher(read_rows, num_rows, mesh, ids, **options)
-    raise ValueError(f"backend {backend!r}: expected 'device' or 'faiss'")
+    raise ValueError(f"backend {backend!r}: expected 'auto', 'device' or 'faiss'")
 

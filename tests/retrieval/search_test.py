@@ -157,3 +157,17 @@ def test_token_mode_device_search_equals_model_scores():
     np.testing.assert_allclose(scores, np.take_along_axis(expected, order, -1), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="pooled vectors only"):
         search.FaissSearcher(_reader(rows), 37, 4)
+
+
+def test_auto_backend_is_faiss_for_pooled_vectors_on_one_cpu_process_and_device_otherwise():
+    assert jax.default_backend() == "cpu" and jax.process_count() == 1
+    assert search.resolve_backend("auto") == "faiss"
+    assert search.resolve_backend("auto", token_mode=True) == "device"
+    assert [search.resolve_backend(name) for name in ("device", "faiss")] == ["device", "faiss"]
+    vectors, _ = _integer_data(num_rows=12)
+    read = _reader({"vectors": vectors})
+    assert isinstance(search.make_searcher("auto", read, 12, vectors.shape[1]), search.FaissSearcher)
+    assert isinstance(search.make_searcher("device", read, 12, vectors.shape[1], mesh=_mesh((-1, 1, 1))),
+                      search.DeviceSearcher)
+    with pytest.raises(ValueError, match="expected 'auto', 'device' or 'faiss'"):
+        search.make_searcher("gpu", read, 12, vectors.shape[1])
