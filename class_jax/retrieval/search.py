@@ -35,6 +35,8 @@ PyTree = Any
 RowReader = Callable[[int, int], dict[str, np.ndarray]]
 # Scores a block of queries against a chunk of index rows: -> [queries, rows] float32.
 BlockScorer = Callable[[PyTree, PyTree], jax.Array]
+# Row multiple of large search chunks (see `_even_chunk_rows`).
+_CHUNK_ALIGN = 256
 
 
 class Searcher(abc.ABC):
@@ -172,7 +174,7 @@ class DeviceSearcher(Searcher):
         self.query_batch_size = query_batch_size
         self.scorer = scorer
         per_shard = -(-num_rows // self.num_shards)
-        self.chunk_rows = min(chunk_rows, per_shard)
+        self.chunk_rows = _even_chunk_rows(per_shard, chunk_rows)
         self.rows_per_shard = -(-per_shard // self.chunk_rows) * self.chunk_rows
         padded_rows = self.rows_per_shard * self.num_shards
         row_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(self.row_axes))
@@ -256,6 +258,16 @@ class DeviceSearcher(Searcher):
         if not all_scores:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         return np.concatenate(all_scores), np.concatenate(all_rows)
+
+
+def _even_chunk_rows(rows: int, chunk_rows: int) -> int:
+    """Rows per chunk, at most `chunk_rows`, for as few chunks as `chunk_rows` allows over `rows` and as little
+    padding as possible: 100k rows in 32768-row chunks would be scored as 131072; in four 25088-row chunks, 100352.
+    Chunks of 1024 rows and more are multiples of 256, so that `grouped_top_k` finds a group size."""
+    num_chunks = -(-rows // chunk_rows)
+    even = -(-rows // num_chunks)
+    align = _CHUNK_ALIGN if chunk_rows >= 4 * _CHUNK_ALIGN else 1
+    return min(chunk_rows, -(-even // align) * align)
 
 
 def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:

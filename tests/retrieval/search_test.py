@@ -171,3 +171,14 @@ def test_auto_backend_is_faiss_for_pooled_vectors_on_one_cpu_process_and_device_
                       search.DeviceSearcher)
     with pytest.raises(ValueError, match="expected 'auto', 'device' or 'faiss'"):
         search.make_searcher("gpu", read, 12, vectors.shape[1])
+
+
+@pytest.mark.parametrize("rows,chunk_rows,expected", [(100_000, 32768, 25088), (1_000_000, 32768, 32512),
+                                                      (4000, 1024, 1024), (26, 10, 9), (5, 10, 5)])
+def test_search_chunks_split_the_rows_evenly(rows, chunk_rows, expected):
+    vectors = np.zeros((rows, 2), np.float32)
+    searcher = search.DeviceSearcher(_reader({"vectors": vectors}), rows, _mesh((1, 1, 1), 1), chunk_rows=chunk_rows)
+    assert searcher.chunk_rows == expected
+    num_chunks = searcher.rows_per_shard // expected
+    assert num_chunks == -(-rows // chunk_rows)  # no more chunks than chunk_rows needs
+    assert 0 <= searcher.rows_per_shard - rows < num_chunks * 256
