@@ -152,7 +152,7 @@ def bench_encoding(size: str, num_passages: int, batch_size: int) -> dict:
             "passages_per_s": num_passages / elapsed, "devices": jax.device_count()}
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=768)
@@ -166,7 +166,7 @@ def main() -> int:
     parser.add_argument("--device_dtype", choices=["float32", "float16"], default=None,
                         help="dtype of the index on device (default: float32, as generated)")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "search.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     results = {**bench_utils.machine(), "device_dtype": args.device_dtype or "float32", "search": [],
                "encoding": None}

@@ -263,10 +263,10 @@ class DeviceSearcher(Searcher):
 def _even_chunk_rows(rows: int, chunk_rows: int) -> int:
     """Rows per chunk, at most `chunk_rows`, for as few chunks as `chunk_rows` allows over `rows` and as little
     padding as possible: 100k rows in 32768-row chunks would be scored as 131072; in four 25088-row chunks, 100352.
-    Chunks of 1024 rows and more are multiples of 256, so that `grouped_top_k` finds a group size."""
+    Chunks of 1024 rows and more are rounded up to a multiple of 256, so that `grouped_top_k` finds a group size."""
     num_chunks = -(-rows // chunk_rows)
     even = -(-rows // num_chunks)
-    align = _CHUNK_ALIGN if chunk_rows >= 4 * _CHUNK_ALIGN else 1
+    align = _CHUNK_ALIGN if even >= 4 * _CHUNK_ALIGN else 1
     return min(chunk_rows, -(-even // align) * align)
 
 

@@ -70,7 +70,7 @@ def test_device_search_with_grouped_chunk_top_k_equals_brute_force_with_ties():
     searcher = search.DeviceSearcher(_reader({"vectors": vectors}), len(vectors), _mesh((1, 1, 1), 1),
                                      chunk_rows=1024)
     for k in (1, 37, 100):
-        assert search.top_k_group_size(1024, k) > 1
+        assert search.top_k_group_size(searcher.chunk_rows, k) > 1
         expected_scores, expected_rows = fx.brute_force_top_k(queries, vectors, k)
         scores, rows = searcher.search_rows(queries, k)
         np.testing.assert_array_equal(rows, expected_rows, err_msg=f"k={k}")
@@ -97,7 +97,8 @@ def test_sharded_device_search_equals_one_device_on_random_vectors():
     scores_one, rows_one = one.search_rows(queries, 20)
     scores_eight, rows_eight = eight.search_rows(queries, 20)
     np.testing.assert_array_equal(rows_eight, rows_one)
-    np.testing.assert_array_equal(scores_eight, scores_one)
+    # The chunks' widths differ (1000 rows against 32), and with them the GEMM kernels' summation order.
+    np.testing.assert_allclose(scores_eight, scores_one, rtol=1e-6)
     expected_scores, expected_rows = fx.brute_force_top_k(queries, vectors, 20)
     np.testing.assert_array_equal(rows_one, expected_rows)
     np.testing.assert_allclose(scores_one, expected_scores, rtol=1e-5)
@@ -174,7 +175,7 @@ def test_auto_backend_is_faiss_for_pooled_vectors_on_one_cpu_process_and_device_
 
 
 @pytest.mark.parametrize("rows,chunk_rows,expected", [(100_000, 32768, 25088), (1_000_000, 32768, 32512),
-                                                      (4000, 1024, 1024), (26, 10, 9), (5, 10, 5)])
+                                                      (4000, 1024, 1000), (26, 10, 9), (5, 10, 5)])
 def test_search_chunks_split_the_rows_evenly(rows, chunk_rows, expected):
     vectors = np.zeros((rows, 2), np.float32)
     searcher = search.DeviceSearcher(_reader({"vectors": vectors}), rows, _mesh((1, 1, 1), 1), chunk_rows=chunk_rows)

@@ -1,0 +1,58 @@
+"""The benchmark scripts run end to end at tiny sizes and write sane JSON.
+
+GPU runs of these scripts are rare and short (`bench/gpu_suite.sh`), so a script that no longer runs against the
+current code must fail here rather than there.
+"""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+BENCH_DIR = pathlib.Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH_DIR))
+
+import decode  # noqa: E402  pylint: disable=wrong-import-position
+import encode  # noqa: E402  pylint: disable=wrong-import-position
+import model_step  # noqa: E402  pylint: disable=wrong-import-position
+import search  # noqa: E402  pylint: disable=wrong-import-position
+
+TIMING = ["--repeats", "1", "--rounds", "1"]
+
+
+def _run(main, tmp_path: pathlib.Path, *args: str) -> dict:
+    out = tmp_path / "result.json"
+    assert main([*args, "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_model_step_times_both_sides_with_remat(tmp_path):
+    result = _run(model_step.main, tmp_path, "--size", "tiny", "--vocab", "512", "--passages", "2", "--query_len",
+                  "8", "--passage_len", "16", "--answer_len", "8", "--remat", "full", *TIMING)
+    assert result["remat"] == "full" and result["dtype"] == "float32"
+    assert result["class_jax"]["step_s"] > 0 and result["hf"]["step_s"] > 0 and result["speedup_vs_hf"] > 0
+    assert 0 < result["mfu"] < 1 and result["class_jax"]["xla_flops"] > 0
+    assert "peak_memory_bytes" not in result["class_jax"]  # the CPU backend keeps no memory statistics
+
+
+def test_encode_and_decode_compare_with_hf(tmp_path):
+    encoded = _run(encode.main, tmp_path, "--size", "tiny", "--vocab", "512", "--batch", "8", "--length", "16",
+                   "--pipeline_passages", "8", *TIMING)
+    assert encoded["class_jax"]["finite"] and encoded["class_jax"]["dim"] == encoded["hf"]["dim"]
+    assert encoded["pipeline"]["count"] == 8 and 0 < encoded["mfu"] < 1
+    decoded = _run(decode.main, tmp_path, "--size", "tiny", "--vocab", "512", "--batch", "2", "--passages", "2",
+                   "--query_len", "8", "--passage_len", "16", "--steps", "3", *TIMING)
+    assert decoded["class_jax"]["decode_only_matches_predict_batch"]
+    assert decoded["end_to_end_speedup_vs_hf"] > 0 and decoded["decode_only_speedup_vs_hf"] > 0
+
+
+@pytest.mark.parametrize("extra", [[], ["--skip_faiss", "--device_dtype", "float16"]])
+def test_search_reports_agreement_and_floors(tmp_path, extra):
+    result = _run(search.main, tmp_path, "--sizes", "3000", "--dim", "16", "--queries", "8", "--k", "10",
+                  "--repeats", "1", "--encode_passages", "0", *extra)
+    row, = result["search"]
+    assert row["index_bytes"] == 3000 * 16 * (2 if extra else 4)  # 375 rows on each of 8 devices, one chunk
+    assert 0 < row["of_memory_bound"] <= row["of_roofline"] and row["jax_qps"] > 0
+    if not extra:
+        assert row["topk_agreement"] == 1.0
