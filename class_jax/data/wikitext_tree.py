@@ -15,15 +15,15 @@ The tree is read-only: nothing here edits wikitext.
 import html.entities
 from typing import Optional, Union
 
+from mwparserfromhell import definitions
 from mwparserfromhell.parser import Parser
 from mwparserfromhell.parser import tokens as T
 
 Node = Union[str, "Wikilink", "Template", "Argument", "ExternalLink", "HTMLEntity", "Heading", "Comment", "Tag"]
 Code = list  # of Node
 
-# Tags whose contents strip_code() hides (mwparserfromhell.definitions.INVISIBLE_TAGS).
-_INVISIBLE_TAGS = frozenset({"categorytree", "gallery", "graph", "imagemap", "inputbox", "math", "score", "section",
-                             "templatedata", "timeline"})
+# Tags whose contents strip_code() hides.
+_INVISIBLE_TAGS = frozenset(definitions.INVISIBLE_TAGS)
 
 
 def source(code: Optional[Code]) -> str:
