@@ -12,8 +12,8 @@ all-gathered and reduced with one more top-k. Token-mode (ReAtt) indexes use the
 scores per chunk.
 
 Which is faster (bench/search.py, 256 queries, top-100 of float32 x 768 rows): on this project's 2-core CPU machine
-faiss IndexFlatIP (pip faiss-cpu 1.15.1) is 1.4-1.5x the JAX path at 100k and 1M rows, both running the scoring
-products near the machine's float32 matmul rate; on an H100 the JAX path searches 1M rows in 17.5 ms. So "auto", the
+faiss IndexFlatIP (pip faiss-cpu 1.15.1) is 1.4-1.5x the JAX path at 100k and 1M rows, running the scoring products
+close to the machine's float32 matmul rate; on an H100 the JAX path searches 1M rows in 17.5 ms. So "auto", the
 commands' default, picks faiss for pooled vectors in a single-process CPU run and the device search everywhere else
 (accelerators, several processes, token-mode indexes, which faiss cannot score); see `resolve_backend`.
 """
