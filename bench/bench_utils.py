@@ -178,6 +178,12 @@ def torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def torch_autocast(device: str, dtype: str):
+    """The torch context that runs a side in `dtype`: bfloat16 autocast over float32 weights, or nothing."""
+    import torch
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+
 def start_process() -> None:
     """Starts a benchmark process as `class-jax` starts: re-executed with huge-page malloc (`class_jax.host_malloc`),
     so that the figures are those users get. Both sides of a comparison run in the process and share it;

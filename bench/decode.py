@@ -123,7 +123,7 @@ def hf_runners(size: str, inputs: dict[str, np.ndarray], steps: int, vocab: int,
         return out
 
     def context():
-        return torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+        return bench_utils.torch_autocast(device, dtype)
 
     with torch.inference_mode(), context():
         encoded = encode()

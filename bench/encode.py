@@ -153,7 +153,7 @@ def hf_runner(size: str, batch: int, length: int, vocab: int,
     mask = (input_ids > 0).long()
 
     def run():
-        with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+        with torch.inference_mode(), bench_utils.torch_autocast(device, dtype):
             hidden = encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)

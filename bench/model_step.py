@@ -24,9 +24,7 @@ each is reported (the median is in the JSON too).
 import argparse
 import dataclasses
 import functools
-import json
 import os
-import pathlib
 import sys
 from typing import Any, Callable
 
@@ -123,7 +121,7 @@ def hf_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float32",
 
     def run():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+        with bench_utils.torch_autocast(device, dtype):
             hidden = model.encoder(input_ids=input_ids, attention_mask=attention).last_hidden_state
             hidden = hidden.reshape(shapes.batch, shapes.passages * pair_len, -1)  # Fusion-in-Decoder
             out = model(encoder_outputs=(hidden,), attention_mask=attention.reshape(shapes.batch, -1),
@@ -244,10 +242,7 @@ def main(argv=None) -> int:
                          "-" if memory is None else " / ".join(f"{b / 2 ** 30:.1f}" for b in memory)])
     print(bench_utils.markdown_table(["implementation", "step s", "tokens/s", "vs HF", "MFU", "peak GiB per device"],
                                      rows))
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {bench_utils.write_json(args.out, result)}")
     return 0
 
 

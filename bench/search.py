@@ -30,12 +30,6 @@ import numpy as np
 
 import bench_utils
 
-SIZES = {  # (emb, heads, head_dim, mlp, encoder layers); B = layers // 2
-    "tiny": (64, 4, 16, 128, 4),
-    "small": (512, 6, 64, 1024, 8),
-    "base": (768, 12, 64, 2048, 12),
-    "large": (1024, 16, 64, 2816, 24),
-}
 BLOCK_ROWS = 1 << 16
 
 
@@ -120,7 +114,7 @@ def bench_encoding(size: str, num_passages: int, batch_size: int) -> dict:
     import seqio
     import seqio.test_utils
 
-    emb, heads, head_dim, mlp, layers = SIZES[size]
+    emb, heads, head_dim, mlp, layers, _ = bench_utils.SIZES[size]
     # The embedding table's size does not change the encoding cost; a 32k vocabulary keeps memory low.
     config = ModelConfig(vocab_size=32128, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
                          num_encoder_layers=layers, num_decoder_layers=1, dropout_rate=0.0)
@@ -159,7 +153,7 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=256)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--encode_size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--encode_size", choices=sorted(bench_utils.SIZES), default="small")
     parser.add_argument("--encode_passages", type=int, default=256, help="0: no encoding benchmark")
     parser.add_argument("--encode_batch_size", type=int, default=32)
     parser.add_argument("--skip_faiss", action="store_true", help="time the JAX path alone (no faiss installed)")
@@ -196,10 +190,7 @@ def main(argv=None) -> int:
     if encoding:
         print(f"\nCorpus encoding (mT5-{encoding['model']} shapes, first B layers, float16 vectors): "
               f"{encoding['passages_per_s']:.1f} passages/s over {encoding['passages']} passages")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    print(f"\nwrote {bench_utils.write_json(args.out, results)}")
     return 0
 
 
