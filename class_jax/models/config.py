@@ -32,6 +32,11 @@ class ModelConfig:
       dtype: compute dtype ("float32" or "bfloat16"); parameters are always stored in float32.
       remat_policy: rematerialisation of each layer: "none", "full" (recompute everything), "minimal"
         (save only matmul outputs without batch dims, i.e. `dots_with_no_batch_dims_saveable`).
+      attention_kernel: how attention runs where no probabilities are needed (no `return_probs`, no dropout on
+        them): "einsum" (the explicit products and softmax, everywhere), "xla" or "cudnn" (one
+        `jax.nn.dot_product_attention` call with that implementation; "cudnn" is the fused flash-attention kernel of
+        NVIDIA GPUs, which needs bfloat16 compute and adds the position bias in bfloat16, as T5X's bfloat16 runs
+        do). Layers that return or drop out attention probabilities always use "einsum".
       retrieval_mode: "pooled" (CLASS: mean-pooled projected vectors) or "token" (ReAtt: one head's Q/K, max-sim).
       retrieval_head: the head whose Q/K give token vectors in "token" mode.
       token_score_position_bias: token mode: add the relative position bias of layer B to each q.k (ReAtt training).
@@ -61,6 +66,7 @@ class ModelConfig:
     logits_via_embedding: bool = False
     dtype: str = "float32"
     remat_policy: str = "none"
+    attention_kernel: str = "einsum"
     retrieval_mode: str = "pooled"
     retrieval_head: int = 0
     token_score_position_bias: bool = False
@@ -93,5 +99,10 @@ class ModelConfig:
             raise ValueError(f"dtype={self.dtype!r}: expected 'float32' or 'bfloat16'")
         if self.remat_policy not in ("none", "full", "minimal"):
             raise ValueError(f"remat_policy={self.remat_policy!r}: expected 'none', 'full' or 'minimal'")
+        if self.attention_kernel not in ("einsum", "xla", "cudnn"):
+            raise ValueError(f"attention_kernel={self.attention_kernel!r}: expected 'einsum', 'xla' or 'cudnn'")
+        if self.attention_kernel == "cudnn" and self.dtype != "bfloat16":
+            raise ValueError("attention_kernel='cudnn' needs dtype='bfloat16' (cuDNN's fused attention has no "
+                             "float32 kernel)")
         if len(self.mlp_activations) < 1:
             raise ValueError("mlp_activations must name at least one activation")

@@ -207,19 +207,45 @@ class MultiHeadAttention(nn.Module):
         key = nn.with_logical_constraint(key, (BATCH, LENGTH, HEADS, KV))
         value = nn.with_logical_constraint(value, (BATCH, LENGTH, HEADS, KV))
 
+        dropout_active = not deterministic and self.dropout_rate > 0
+        if cfg.attention_kernel != "einsum" and not return_probs and not dropout_active:
+            context = fused_attention(query, key, value, bias, cfg.attention_kernel)
+            return out_proj(context.reshape(context.shape[:2] + (inner,))), None
+
         logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
         if bias is not None:
             logits = logits + bias
         probs = jax.nn.softmax(logits, axis=-1)
         kept_probs = probs
-        if not deterministic and self.dropout_rate > 0:
+        if dropout_active:
             keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.dropout_rate, probs.shape)
             probs = jnp.where(keep, probs / (1.0 - self.dropout_rate), 0.0)
             if cfg.retrieval_target_dropout:
                 kept_probs = probs
         context = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(value.dtype), value)
-        context = context.reshape(context.shape[:2] + (cfg.num_heads * cfg.head_dim,))
+        context = context.reshape(context.shape[:2] + (inner,))
         return out_proj(context), (kept_probs if return_probs else None)
+
+
+def fused_attention(query: Array, key: Array, value: Array, bias: Optional[Array], implementation: str) -> Array:
+    """T5 attention (no logit scaling) as one `jax.nn.dot_product_attention` call.
+
+    Args:
+      query: [batch, q, heads, head_dim].
+      key: [batch, k, heads, head_dim].
+      value: [batch, k, heads, head_dim].
+      bias: additive logits bias broadcastable to [batch, heads, q, k], or None.
+      implementation: "xla" (the same products and float32 softmax as the einsum path) or "cudnn" (the fused
+        kernel; the bias is added in the activations' dtype, which cuDNN requires).
+
+    Returns:
+      The attention context [batch, q, heads, head_dim].
+    """
+    if bias is not None:
+        bias = jnp.broadcast_to(bias, bias.shape[:-2] + (query.shape[1], key.shape[1]))
+        if implementation == "cudnn":
+            bias = bias.astype(query.dtype)
+    return jax.nn.dot_product_attention(query, key, value, bias=bias, scale=1.0, implementation=implementation)
 
 
 class MlpBlock(nn.Module):

@@ -162,6 +162,31 @@ def test_bfloat16_compute_is_close_to_float32():
     np.testing.assert_allclose(loss_16, loss_32, rtol=5e-2)
 
 
+def test_fused_attention_gives_the_einsum_path_results():
+    """attention_kernel="xla" runs `jax.nn.dot_product_attention` with the arguments the "cudnn" kernel gets."""
+    model, params = _init(TINY)
+    fused = CLASSModel(dataclasses.replace(TINY, attention_kernel="xla"), max_decode_length=5)
+    batch = _batch()
+    loss_a, grads_a = jax.jit(jax.value_and_grad(lambda p: model.loss_fn(p, batch, None)[0]))(params)
+    loss_b, grads_b = jax.jit(jax.value_and_grad(lambda p: fused.loss_fn(p, batch, None)[0]))(params)
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), grads_a, grads_b)
+    # Cached decoding (bias over the whole cache) and the retrieval vectors take the fused path too.
+    np.testing.assert_array_equal(model.predict_batch(params, batch), fused.predict_batch(params, batch))
+    tokens = jnp.asarray(batch["passage_tokens"][:, 0])
+    np.testing.assert_allclose(model.encode_for_retrieval(params, tokens, is_query=False)["vectors"],
+                               fused.encode_for_retrieval(params, tokens, is_query=False)["vectors"], rtol=1e-5)
+
+
+def test_fused_attention_leaves_dropped_out_probabilities_to_the_einsum_path():
+    config = dataclasses.replace(TINY, dropout_rate=0.3)
+    model, params = _init(config)
+    fused = CLASSModel(dataclasses.replace(config, attention_kernel="xla"))
+    batch, rng = _batch(), jax.random.PRNGKey(3)
+    np.testing.assert_array_equal(jax.jit(model.loss_fn)(params, batch, rng)[0],
+                                  jax.jit(fused.loss_fn)(params, batch, rng)[0])
+
+
 def test_dropout_changes_loss_only_with_an_rng():
     config = TINY.__class__(**{**TINY.__dict__, "dropout_rate": 0.3})
     model, params = _init(config)
@@ -211,6 +236,10 @@ def test_identical_projection_init_starts_both_towers_equal():
 
 
 def test_invalid_config_is_refused():
+    with pytest.raises(ValueError, match="needs dtype='bfloat16'"):
+        dataclasses.replace(TINY, attention_kernel="cudnn").validate()
+    with pytest.raises(ValueError, match="attention_kernel='flash'"):
+        dataclasses.replace(TINY, attention_kernel="flash").validate()
     with pytest.raises(ValueError, match="retriever_layer"):
         Transformer(TINY.__class__(**{**TINY.__dict__, "retriever_layer": 9})).init(
             jax.random.PRNGKey(0), jnp.ones((1, 2), int), method="encode")
