@@ -219,9 +219,14 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def write_json(path: str, result: dict[str, Any]) -> pathlib.Path:
     """Writes `result` as indented JSON (creating folders) and returns the path."""
+    return write_text(path, json.dumps(result, indent=2) + "\n")
+
+
+def write_text(path: str, text: str) -> pathlib.Path:
+    """Writes `text` to `path` (creating folders) and returns the path."""
     out = pathlib.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(text)
     return out
 
 

@@ -19,6 +19,8 @@ each is reported (the median is in the JSON too).
   python bench/model_step.py                       # mT5-small shapes, FiD batch 1 x 4 passages
   python bench/model_step.py --size base --sequential --repeats 2 --out bench/results/model_step_base.json
   python bench/model_step.py --size large --dtype bfloat16 --remat full --batch 8 --passages 16   # GPU
+  python bench/model_step.py --size large --dtype bfloat16 --remat full --batch 8 --passages 16 --skip_hf \
+      --compare_attention_kernel cudnn     # the einsum attention against cuDNN's fused kernel, in one process
 """
 
 import argparse
@@ -31,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 import bench_utils
+import profile_trace
 
 SIZES = bench_utils.SIZES  # (emb, heads, head_dim, mlp, enc layers, dec layers)
 
@@ -49,11 +52,13 @@ class Shapes:
 
 
 def class_jax_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float32", remat: str = "none",
-                     fused_adamw: bool = True) -> tuple[Callable[[], Any], dict[str, float]]:
+                     fused_adamw: bool = True, attention_kernel: str = "einsum", hlo_path: str | None = None
+                     ) -> tuple[Callable[[], Any], dict[str, float]]:
     """The jitted, donating class_jax train step on one batch, and facts about it (FLOPs, XLA's count, params).
 
     The optimizer is the trainer's AdamW (`optimizers.adamw`) as torch.optim.AdamW runs on the HF side: lr 1e-4,
     weight decay 0.01, no gradient clipping; `fused_adamw=False` runs optax's unfused chain instead.
+    `attention_kernel` is `ModelConfig.attention_kernel`; `hlo_path`, where given, receives the compiled step's HLO.
     """
     import flax.linen as nn
     import jax
@@ -65,7 +70,7 @@ def class_jax_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float3
     emb, heads, head_dim, mlp, enc, dec = SIZES[size]
     config = ModelConfig(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
                          num_encoder_layers=enc, num_decoder_layers=dec, dropout_rate=0.0, dtype=dtype,
-                         remat_policy=remat)
+                         remat_policy=remat, attention_kernel=attention_kernel)
     model = CLASSModel(config)
     input_shapes = {"query_tokens": (shapes.batch, shapes.query_len),
                     "passage_tokens": (shapes.batch, shapes.passages, shapes.passage_len),
@@ -82,6 +87,8 @@ def class_jax_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float3
 
     # Compiled once ahead of time: calling the jitted function would compile it a second time (minutes on a GPU).
     step = jax.jit(train_step, donate_argnums=(0, 1)).lower(params, opt_state, batch).compile()
+    if hlo_path:
+        bench_utils.write_text(hlo_path, step.as_text())
     state = {"params": params, "opt": opt_state}
 
     def run():
@@ -134,13 +141,22 @@ def hf_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float32",
     return run, {"threads": torch.get_num_threads()}
 
 
+def _profile(run: Callable[[], Any], args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """With --profile_dir: traces class_jax steps and adds the time per XLA operation to the result."""
+    if args.profile_dir:
+        bench_utils.progress(f"profiling {args.profile_calls} class_jax steps")
+        trace_file = profile_trace.trace(run, args.profile_dir, args.profile_calls)
+        result["profile"] = profile_trace.summarize(trace_file, args.profile_calls)
+        profile_trace.print_summary(result["profile"])
+
+
 def _record_peak_memory(result: dict[str, Any]) -> None:
     """Adds each side's peak device memory ([bytes per device]) where the backend reports it (GPU, TPU).
 
     With several class_jax variants in one process the JAX figure is their common peak."""
     jax_peak = bench_utils.jax_peak_memory()
-    for side in ("class_jax", "class_jax_optax_adamw"):
-        if side in result and jax_peak is not None:
+    for side in result:
+        if side.startswith("class_jax") and jax_peak is not None:
             result[side]["peak_memory_bytes"] = jax_peak
     if "hf" in result and result.get("torch_device") == "cuda":
         import torch
@@ -177,6 +193,14 @@ def main(argv=None) -> int:
     parser.add_argument("--skip_hf", action="store_true", help="no torch/transformers comparison")
     parser.add_argument("--compare_optax_adamw", action="store_true",
                         help="also time the class_jax step with optax's unfused AdamW chain")
+    parser.add_argument("--attention_kernel", choices=["einsum", "xla", "cudnn"], default="einsum",
+                        help="class_jax's ModelConfig.attention_kernel")
+    parser.add_argument("--compare_attention_kernel", choices=["einsum", "xla", "cudnn"], default=None,
+                        help="also time the class_jax step with this attention kernel")
+    parser.add_argument("--profile_dir", default=None,
+                        help="also trace --profile_calls class_jax steps there and report time per XLA operation "
+                             "(the compiled HLO, which says what each fusion computes, is written beside it)")
+    parser.add_argument("--profile_calls", type=int, default=2)
     parser.add_argument("--sequential", action="store_true",
                         help="time one side at a time, with only its model in memory")
     parser.add_argument("--out", default="bench/results/model_step.json")
@@ -184,14 +208,19 @@ def main(argv=None) -> int:
     shapes = Shapes(args.batch, args.passages, args.query_len, args.passage_len, args.answer_len)
 
     peak = bench_utils.measure_peak_flops(dtype=args.dtype)
-    builders = {"class_jax": class_jax_runner}
+    hlo_path = os.path.join(args.profile_dir, "class_jax_step.hlo.txt") if args.profile_dir else None
+    builders = {"class_jax": functools.partial(class_jax_runner, attention_kernel=args.attention_kernel,
+                                               hlo_path=hlo_path)}
+    if args.compare_attention_kernel:
+        builders[f"class_jax_{args.compare_attention_kernel}_attention"] = functools.partial(
+            class_jax_runner, attention_kernel=args.compare_attention_kernel)
     if args.compare_optax_adamw:
         builders["class_jax_optax_adamw"] = functools.partial(class_jax_runner, fused_adamw=False)
     if not args.skip_hf:
         builders["hf"] = hf_runner
     builders = {name: functools.partial(build, dtype=args.dtype, remat=args.remat) for name, build in builders.items()}
     result = {"size": args.size, "shapes": dataclasses.asdict(shapes), "tokens_per_step": shapes.tokens,
-              "vocab": args.vocab, "dtype": args.dtype, "remat": args.remat,
+              "vocab": args.vocab, "dtype": args.dtype, "remat": args.remat, "attention_kernel": args.attention_kernel,
               "timing": "sequential" if args.sequential else f"{args.rounds} alternating blocks",
               **bench_utils.machine()}
     if args.sequential:
@@ -199,20 +228,31 @@ def main(argv=None) -> int:
             bench_utils.progress(f"building and compiling {name}")
             run, result[name] = build(args.size, shapes, args.vocab)
             result[name].update(bench_utils.timeit(run, 2, args.repeats * args.rounds))
+            if name == "class_jax":
+                _profile(run, args, result)
             del run
     else:
         steps = {}
         for name, build in builders.items():
             bench_utils.progress(f"building and compiling {name}")
-            steps[name], result[name] = build(args.size, shapes, args.vocab)
+            try:
+                steps[name], result[name] = build(args.size, shapes, args.vocab)
+            except Exception as error:  # pylint: disable=broad-except
+                if not name.endswith("_attention"):
+                    raise
+                # A fused kernel that refuses these shapes on this device must not cost the other figures.
+                result[name] = {"error": f"{type(error).__name__}: {error}"}
+                bench_utils.progress(f"{name} failed to build: {result[name]['error'][:300]}")
         bench_utils.progress("timing")
         for name, timing in bench_utils.in_blocks(steps, 2, args.repeats, args.rounds).items():
             result[name].update(timing)
+        _profile(steps["class_jax"], args, result)
         del steps
     _record_peak_memory(result)
     ours = result["class_jax"]
     for side in builders:
-        result[side]["step_s"] = result[side]["min_s"]
+        if "error" not in result[side]:
+            result[side]["step_s"] = result[side]["min_s"]
     if "hf" in result:
         result["speedup_vs_hf"] = result["hf"]["step_s"] / ours["step_s"]
     # The peak is measured before and after the runs and the best kept: on a shared machine a single
@@ -230,10 +270,13 @@ def main(argv=None) -> int:
     print(f"step FLOPs: analytic {ours['flops'] / 1e9:.1f} G (used for MFU), XLA cost analysis "
           f"{ours['xla_flops'] / 1e9:.1f} G\n")
     rows = []
-    for side, label in (("class_jax", "class_jax (JAX, jit + donation)"),
-                        ("class_jax_optax_adamw", "class_jax, optax's unfused AdamW"),
-                        ("hf", "HF transformers (PyTorch)")):
-        if side in result:
+    labels = {"class_jax": f"class_jax (JAX, jit + donation), {args.attention_kernel} attention",
+              f"class_jax_{args.compare_attention_kernel}_attention":
+                  f"class_jax, {args.compare_attention_kernel} attention",
+              "class_jax_optax_adamw": "class_jax, optax's unfused AdamW",
+              "hf": "HF transformers (PyTorch)"}
+    for side, label in labels.items():
+        if side in result and "error" not in result[side]:
             seconds = result[side]["step_s"]
             ratio = f"{result['hf']['step_s'] / seconds:.2f}x" if "hf" in result else "-"
             memory = result[side].get("peak_memory_bytes")
@@ -242,6 +285,9 @@ def main(argv=None) -> int:
                          "-" if memory is None else " / ".join(f"{b / 2 ** 30:.1f}" for b in memory)])
     print(bench_utils.markdown_table(["implementation", "step s", "tokens/s", "vs HF", "MFU", "peak GiB per device"],
                                      rows))
+    for side in labels:
+        if "error" in result.get(side, {}):
+            print(f"{labels[side]}: not built ({result[side]['error'][:300]})")
     print(f"wrote {bench_utils.write_json(args.out, result)}")
     return 0
 

@@ -8,7 +8,8 @@ For the JAX path also the two floors of one call over the whole index, from rate
 reading the index once at the measured memory bandwidth (a jitted elementwise pass, bytes read + written), and
 the exact float32 scoring products at the measured HIGHEST-precision float32 matmul rate; the share of each floor
 in the measured time says how close the search runs to what the device allows. `--device_dtype float16` keeps the
-index on device as `class-jax index` writes it (half the bytes; scores are still float32).
+index on device as `class-jax index` writes it (half the bytes; scores are still float32). `--chunk_rows auto 32768`
+times the device search once per chunk size (rows scored per step; "auto" is the searcher's own default).
 
 Encoding: the real `class-jax index` pipeline (corpus streaming, tokenisation, jitted sharded encoding through the
 first B layers, shard writing) with a randomly initialised model of the chosen size, over a generated corpus.
@@ -61,7 +62,7 @@ def _time_search(searcher, queries: np.ndarray, k: int, repeats: int) -> tuple[f
 
 
 def bench_search(num_rows: int, dim: int, num_queries: int, k: int, repeats: int, skip_faiss: bool = False,
-                 device_dtype: str | None = None) -> dict:
+                 device_dtype: str | None = None, chunk_rows: int | None = None) -> dict:
     import jax
     from class_jax.retrieval import search
     from class_jax.trainer.partitioning import Partitioner
@@ -72,9 +73,10 @@ def bench_search(num_rows: int, dim: int, num_queries: int, k: int, repeats: int
 
     started = time.perf_counter()
     device = search.DeviceSearcher(read, num_rows, Partitioner().mesh, query_batch_size=num_queries,
-                                   device_dtype=device_dtype)
+                                   device_dtype=device_dtype, chunk_rows=chunk_rows)
     jax.block_until_ready(device.rows)
-    result["jax_load_s"] = time.perf_counter() - started
+    result.update(jax_load_s=time.perf_counter() - started, chunk_rows=device.chunk_rows,
+                  chunks_per_device=device.rows_per_shard // device.chunk_rows)
     result["index_bytes"] = sum(int(x.nbytes) for x in device.rows.values())
     jax_time, jax_rows = _time_search(device, queries, k, repeats)
     result.update(jax_qps=num_queries / jax_time, jax_s=jax_time)
@@ -159,8 +161,11 @@ def main(argv=None) -> int:
     parser.add_argument("--skip_faiss", action="store_true", help="time the JAX path alone (no faiss installed)")
     parser.add_argument("--device_dtype", choices=["float32", "float16"], default=None,
                         help="dtype of the index on device (default: float32, as generated)")
+    parser.add_argument("--chunk_rows", nargs="+", default=["auto"],
+                        help="rows per device search step, one run each: 'auto' (the searcher's default) or a number")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "search.json"))
     args = parser.parse_args(argv)
+    chunk_options = [None if value == "auto" else int(value) for value in args.chunk_rows]
 
     results = {**bench_utils.machine(), "device_dtype": args.device_dtype or "float32", "search": [],
                "encoding": None}
@@ -168,22 +173,24 @@ def main(argv=None) -> int:
     float32_flops = max(bench_utils.measure_peak_flops(precision="highest").values())
     results.update(memory_bandwidth=bandwidth, float32_highest_flops=float32_flops)
     for num_rows in args.sizes:
-        row = bench_search(num_rows, args.dim, args.queries, args.k, args.repeats, args.skip_faiss, args.device_dtype)
-        add_floors(row, bandwidth, float32_flops)
-        results["search"].append(row)
-        print(json.dumps(row), file=sys.stderr)
+        for index, chunk_rows in enumerate(chunk_options):  # faiss has no chunks: timed with the first option
+            row = bench_search(num_rows, args.dim, args.queries, args.k, args.repeats, args.skip_faiss or index > 0,
+                               args.device_dtype, chunk_rows)
+            add_floors(row, bandwidth, float32_flops)
+            results["search"].append(row)
+            print(json.dumps(row), file=sys.stderr)
     if args.encode_passages:
         results["encoding"] = bench_encoding(args.encode_size, args.encode_passages, args.encode_batch_size)
 
     print(f"\nExact top-{args.k} search, {args.queries} queries, {results['device_dtype']} index x {args.dim} "
           f"({results['jax_device_kind']}, {results['jax_devices']} device(s), {results['cpus']} CPUs); "
           f"measured: memory {bandwidth / 1e9:.0f} GB/s, float32 HIGHEST matmul {float32_flops / 1e12:.2f} TFLOP/s")
-    rows = [[row["rows"], f"{row['jax_qps']:.1f}", f"{row['faiss_qps']:.1f}" if "faiss_qps" in row else "-",
+    rows = [[row["rows"], f"{row['chunk_rows']} x {row['chunks_per_device']}", f"{row['jax_qps']:.1f}", f"{row['faiss_qps']:.1f}" if "faiss_qps" in row else "-",
              f"{row['jax_over_faiss']:.2f}" if "faiss_qps" in row else "-",
              f"{row['topk_agreement']:.4f}" if "faiss_qps" in row else "-",
              f"{row['jax_s'] * 1e3:.2f}", f"{row['memory_floor_s'] * 1e3:.2f}", f"{row['compute_floor_s'] * 1e3:.2f}",
              f"{row['of_memory_bound']:.0%}", f"{row['of_roofline']:.0%}"] for row in results["search"]]
-    print(bench_utils.markdown_table(["rows", "JAX q/s", "faiss q/s", "JAX/faiss", "agree", "JAX ms/call",
+    print(bench_utils.markdown_table(["rows", "chunk rows x steps", "JAX q/s", "faiss q/s", "JAX/faiss", "agree", "JAX ms/call",
                                       "memory floor ms", "compute floor ms", "of memory bound", "of roofline"],
                                      rows))
     encoding = results["encoding"]

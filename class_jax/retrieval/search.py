@@ -37,6 +37,10 @@ RowReader = Callable[[int, int], dict[str, np.ndarray]]
 BlockScorer = Callable[[PyTree, PyTree], jax.Array]
 # Row multiple of large search chunks (see `_even_chunk_rows`).
 _CHUNK_ALIGN = 256
+# Default rows per search step on CPUs (the chunk every CPU figure in bench/RESULTS.md was measured with).
+_CPU_CHUNK_ROWS = 32768
+# On accelerators, pooled vectors: bytes of one step's float32 score block plus float32 copy of its rows.
+_ACCELERATOR_CHUNK_BYTES = 1 << 30
 
 
 class Searcher(abc.ABC):
@@ -149,7 +153,7 @@ class DeviceSearcher(Searcher):
 
     def __init__(self, read_rows: RowReader, num_rows: int, mesh: jax.sharding.Mesh,
                  ids: Optional[IdTable] = None, scorer: BlockScorer = dot_block_scores,
-                 query_batch_size: int = 256, chunk_rows: int = 32768, device_dtype: Optional[str] = None):
+                 query_batch_size: int = 256, chunk_rows: Optional[int] = None, device_dtype: Optional[str] = None):
         """Places the index on the devices.
 
         Args:
@@ -159,7 +163,8 @@ class DeviceSearcher(Searcher):
           ids: passage ids of the rows (for `search`).
           scorer: block scorer (`dot_block_scores` or `maxsim_block_scorer(...)`).
           query_batch_size: queries per device call (the last batch is padded, so one compilation serves all).
-          chunk_rows: rows scored per matmul on each device (bounds the [queries, chunk] score block).
+          chunk_rows: rows scored per matmul on each device (bounds the [queries, chunk] score block); default
+            `default_chunk_rows`.
           device_dtype: dtype of the vectors kept on device (default: as stored; scores are float32 anyway).
 
         Raises:
@@ -174,12 +179,15 @@ class DeviceSearcher(Searcher):
         self.query_batch_size = query_batch_size
         self.scorer = scorer
         per_shard = -(-num_rows // self.num_shards)
+        sample = read_rows(0, 1)
+        if chunk_rows is None:
+            chunk_rows = default_chunk_rows(mesh.devices.flat[0].platform, query_batch_size,
+                                            sample["vectors"].shape[1] if scorer is dot_block_scores else None)
         self.chunk_rows = _even_chunk_rows(per_shard, chunk_rows)
         self.rows_per_shard = -(-per_shard // self.chunk_rows) * self.chunk_rows
         padded_rows = self.rows_per_shard * self.num_shards
         row_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(self.row_axes))
 
-        sample = read_rows(0, 1)
         self.rows: dict[str, jax.Array] = {}
         for name, value in sample.items():
             dtype = np.dtype(device_dtype) if device_dtype and name != "lengths" else value.dtype
@@ -258,6 +266,29 @@ class DeviceSearcher(Searcher):
         if not all_scores:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         return np.concatenate(all_scores), np.concatenate(all_rows)
+
+
+def default_chunk_rows(platform: str, query_batch_size: int, dim: Optional[int]) -> int:
+    """Rows each device scores per search step when the caller names no chunk size.
+
+    Each step of the scan costs a fixed set of kernels (two top-k, a merge) whatever its size; on an H100 the 31
+    steps over 1M rows took about 0.3 ms each, most of a 32-query search. So on accelerators pooled vectors are
+    scored in as few steps as keep one step's float32 scores and float32 copy of its rows within 1 GiB
+    (262144 rows for 256 queries x 768). CPUs, and max-sim scoring, whose intermediates grow with the token
+    counts, keep 32768-row steps.
+
+    Args:
+      platform: the devices' platform ("cpu", "gpu", "tpu").
+      query_batch_size: queries per search call.
+      dim: vector size for inner-product scoring; None for other scorers.
+
+    Returns:
+      Rows per step (before `_even_chunk_rows` evens them out).
+    """
+    if platform == "cpu" or dim is None:
+        return _CPU_CHUNK_ROWS
+    rows = _ACCELERATOR_CHUNK_BYTES // (4 * (query_batch_size + dim))
+    return max(_CPU_CHUNK_ROWS, rows // _CHUNK_ALIGN * _CHUNK_ALIGN)
 
 
 def _even_chunk_rows(rows: int, chunk_rows: int) -> int:

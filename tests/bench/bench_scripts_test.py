@@ -36,6 +36,19 @@ def test_model_step_times_both_sides_with_remat(tmp_path):
     assert "peak_memory_bytes" not in result["class_jax"]  # the CPU backend keeps no memory statistics
 
 
+def test_model_step_compares_attention_kernels_and_profiles(tmp_path):
+    profile_dir = tmp_path / "profile"
+    result = _run(model_step.main, tmp_path, "--size", "tiny", "--vocab", "512", "--passages", "2", "--query_len",
+                  "8", "--passage_len", "16", "--answer_len", "8", "--skip_hf", "--compare_attention_kernel", "xla",
+                  "--profile_dir", str(profile_dir), *TIMING)
+    assert result["class_jax_xla_attention"]["step_s"] > 0
+    cpu = result["profile"]["/host:CPU"]
+    assert cpu["op_seconds_per_call"] > 0 and cpu["ops"]
+    # Every profiled operation is one of the compiled step's.
+    hlo = (profile_dir / "class_jax_step.hlo.txt").read_text()
+    assert all(f"%{name} = " in hlo or f" {name} = " in hlo for name, _, _ in cpu["ops"])
+
+
 def test_encode_and_decode_compare_with_hf(tmp_path):
     encoded = _run(encode.main, tmp_path, "--size", "tiny", "--vocab", "512", "--batch", "8", "--length", "16",
                    "--pipeline_passages", "8", *TIMING)
@@ -50,9 +63,12 @@ def test_encode_and_decode_compare_with_hf(tmp_path):
 @pytest.mark.parametrize("extra", [[], ["--skip_faiss", "--device_dtype", "float16"]])
 def test_search_reports_agreement_and_floors(tmp_path, extra):
     result = _run(search.main, tmp_path, "--sizes", "3000", "--dim", "16", "--queries", "8", "--k", "10",
-                  "--repeats", "1", "--encode_passages", "0", *extra)
-    row, = result["search"]
-    assert row["index_bytes"] == 3000 * 16 * (2 if extra else 4)  # 375 rows on each of 8 devices, one chunk
-    assert 0 < row["of_memory_bound"] <= row["of_roofline"] and row["jax_qps"] > 0
+                  "--repeats", "1", "--encode_passages", "0", "--chunk_rows", "auto", "128", *extra)
+    auto, small = result["search"]
+    assert auto["index_bytes"] == 3000 * 16 * (2 if extra else 4)  # 375 rows on each of 8 devices, one chunk
+    assert (auto["chunk_rows"], auto["chunks_per_device"]) == (375, 1)
+    assert (small["chunk_rows"], small["chunks_per_device"]) == (125, 3)
+    assert 0 < auto["of_memory_bound"] <= auto["of_roofline"] and auto["jax_qps"] > 0
     if not extra:
-        assert row["topk_agreement"] == 1.0
+        assert auto["topk_agreement"] == 1.0
+    assert "faiss_qps" not in small  # faiss is timed once per size

@@ -183,3 +183,15 @@ def test_search_chunks_split_the_rows_evenly(rows, chunk_rows, expected):
     num_chunks = searcher.rows_per_shard // expected
     assert num_chunks == -(-rows // chunk_rows)  # no more chunks than chunk_rows needs
     assert 0 <= searcher.rows_per_shard - rows < num_chunks * 256
+
+
+def test_default_chunks_are_large_on_accelerators_for_pooled_vectors():
+    assert search.default_chunk_rows("cpu", 256, 768) == 32768
+    assert search.default_chunk_rows("gpu", 256, 768) == 262144  # 1 GiB of float32 scores and rows
+    assert search.default_chunk_rows("gpu", 32, 768) % 256 == 0
+    assert search.default_chunk_rows("tpu", 32, 768) > search.default_chunk_rows("tpu", 256, 768)
+    assert search.default_chunk_rows("gpu", 256, None) == 32768  # max-sim scoring
+    assert search.default_chunk_rows("gpu", 1 << 20, 768) == 32768  # never below the CPU steps
+    vectors = np.zeros((40_000, 2), np.float32)
+    searcher = search.DeviceSearcher(_reader({"vectors": vectors}), 40_000, _mesh((1, 1, 1), 1))
+    assert searcher.rows_per_shard // searcher.chunk_rows == 2  # this CPU run: 32768-row steps
