@@ -24,6 +24,9 @@ class ModelConfig:
       relative_attention_num_buckets: buckets of the T5 relative position bias.
       relative_attention_max_distance: distance beyond which buckets saturate.
       dropout_rate: dropout on embeddings, attention probabilities, sublayer outputs and the MLP hidden.
+      attention_dropout_rate: dropout on the attention probabilities alone, where it should differ from
+        dropout_rate (None: dropout_rate, as T5X and Hugging Face mT5 have it). 0.0 lets training use a fused
+        `attention_kernel`, which has no dropout.
       layer_norm_epsilon: RMSNorm epsilon.
       mlp_activations: activations of the MLP input branches, multiplied together. T5.1.1/mT5 use
         ("gelu", "linear") with kernels `wi_0`, `wi_1`; one activation (T5 v1.0: ("relu",)) gives a single `wi`.
@@ -36,7 +39,8 @@ class ModelConfig:
         them): "einsum" (the explicit products and softmax, everywhere), "xla" or "cudnn" (one
         `jax.nn.dot_product_attention` call with that implementation; "cudnn" is the fused flash-attention kernel of
         NVIDIA GPUs, which needs bfloat16 compute and adds the position bias in bfloat16, as T5X's bfloat16 runs
-        do). Layers that return or drop out attention probabilities always use "einsum".
+        do; on other backends it runs as "xla"). Layers that return or drop out attention probabilities (see
+        attention_dropout_rate) use "einsum".
       retrieval_mode: "pooled" (CLASS: mean-pooled projected vectors) or "token" (ReAtt: one head's Q/K, max-sim).
       retrieval_head: the head whose Q/K give token vectors in "token" mode.
       token_score_position_bias: token mode: add the relative position bias of layer B to each q.k (ReAtt training).
@@ -61,6 +65,7 @@ class ModelConfig:
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
     dropout_rate: float = 0.1
+    attention_dropout_rate: Optional[float] = None
     layer_norm_epsilon: float = 1e-6
     mlp_activations: tuple[str, ...] = ("gelu", "linear")
     logits_via_embedding: bool = False
@@ -82,6 +87,11 @@ class ModelConfig:
         return self.retriever_layer
 
     @property
+    def attention_probs_dropout_rate(self) -> float:
+        """Dropout on the attention probabilities, with the default (dropout_rate) resolved."""
+        return self.dropout_rate if self.attention_dropout_rate is None else self.attention_dropout_rate
+
+    @property
     def retrieval_dim(self) -> int:
         """Size of a pooled retrieval vector: heads * head_dim (the projections' output)."""
         return self.num_heads * self.head_dim
@@ -99,6 +109,8 @@ class ModelConfig:
             raise ValueError(f"dtype={self.dtype!r}: expected 'float32' or 'bfloat16'")
         if self.remat_policy not in ("none", "full", "minimal"):
             raise ValueError(f"remat_policy={self.remat_policy!r}: expected 'none', 'full' or 'minimal'")
+        if self.attention_dropout_rate is not None and not 0.0 <= self.attention_dropout_rate < 1.0:
+            raise ValueError(f"attention_dropout_rate={self.attention_dropout_rate}: expected None or [0, 1)")
         if self.attention_kernel not in ("einsum", "xla", "cudnn"):
             raise ValueError(f"attention_kernel={self.attention_kernel!r}: expected 'einsum', 'xla' or 'cudnn'")
         if self.attention_kernel == "cudnn" and self.dtype != "bfloat16":

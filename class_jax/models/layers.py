@@ -236,11 +236,14 @@ def fused_attention(query: Array, key: Array, value: Array, bias: Optional[Array
       value: [batch, k, heads, head_dim].
       bias: additive logits bias broadcastable to [batch, heads, q, k], or None.
       implementation: "xla" (the same products and float32 softmax as the einsum path) or "cudnn" (the fused
-        kernel; the bias is added in the activations' dtype, which cuDNN requires).
+        kernel; the bias is added in the activations' dtype, which cuDNN requires). Off NVIDIA GPUs "cudnn" runs as
+        "xla": a checkpoint trained with it must still serve on a CPU or TPU host.
 
     Returns:
       The attention context [batch, q, heads, head_dim].
     """
+    if implementation == "cudnn" and jax.default_backend() != "gpu":
+        implementation = "xla"
     if bias is not None:
         bias = jnp.broadcast_to(bias, bias.shape[:-2] + (query.shape[1], key.shape[1]))
         if implementation == "cudnn":

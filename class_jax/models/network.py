@@ -63,7 +63,7 @@ class EncoderLayer(nn.Module):
         cfg = self.config
         normed = layers.RMSNorm(cfg.layer_norm_epsilon, layers.compute_dtype(cfg),
                                 name="pre_attention_layer_norm")(x)
-        attention = layers.MultiHeadAttention(cfg, cfg.dropout_rate, name="attention")
+        attention = layers.MultiHeadAttention(cfg, cfg.attention_probs_dropout_rate, name="attention")
         readout = None
         if read_retrieval or retrieval_only:
             readout = {"normed": normed}
@@ -231,11 +231,13 @@ class DecoderLayer(nn.Module):
         dtype = layers.compute_dtype(cfg)
         dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
         y = layers.RMSNorm(cfg.layer_norm_epsilon, dtype, name="pre_self_attention_layer_norm")(x)
-        y, _ = layers.MultiHeadAttention(cfg, cfg.dropout_rate, name="self_attention")(
+        y, _ = layers.MultiHeadAttention(cfg, cfg.attention_probs_dropout_rate, name="self_attention")(
             y, y, self_bias, deterministic=deterministic, decode=decode)
         x = x + dropout(y, deterministic=deterministic)
         y = layers.RMSNorm(cfg.layer_norm_epsilon, dtype, name="pre_cross_attention_layer_norm")(x)
-        y, probs = layers.MultiHeadAttention(cfg, cfg.dropout_rate, name="encoder_decoder_attention")(
+        cross_attention = layers.MultiHeadAttention(cfg, cfg.attention_probs_dropout_rate,
+                                                    name="encoder_decoder_attention")
+        y, probs = cross_attention(
             y, encoded, cross_bias, deterministic=deterministic, decode=decode, cache_kv_once=True,
             return_probs=return_cross_probs)
         x = x + dropout(y, deterministic=deterministic)

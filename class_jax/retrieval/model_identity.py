@@ -31,7 +31,7 @@ class ModelIdentity:
     """What an index records about its model.
 
     Attributes:
-      config_hash: sha256 of the ModelConfig as canonical JSON.
+      config_hash: sha256 of the ModelConfig as canonical JSON (`config_hash`).
       params_fingerprint: sha256 over the fingerprinted parameters (paths, shapes and float32 bytes).
       checkpoint: where the parameters were read (informational; a moved checkpoint is the same model).
       retrieval_mode: "pooled" or "token".
@@ -51,9 +51,17 @@ class ModelIdentity:
                 and other.get("params_fingerprint") == self.params_fingerprint)
 
 
+# ModelConfig fields that choose how the network trains or executes, not the vectors its retriever computes: an
+# index stays valid when a checkpoint is served with another remat policy, attention kernel or dropout.
+EXECUTION_FIELDS = frozenset({"remat_policy", "attention_kernel", "dropout_rate", "attention_dropout_rate",
+                              "retrieval_target_dropout"})
+
+
 def config_hash(config: ModelConfig) -> str:
-    """sha256 of the configuration's canonical JSON."""
-    text = json.dumps(params_io.config_to_json(config), sort_keys=True, separators=(",", ":"))
+    """sha256 of the configuration's canonical JSON, without its `EXECUTION_FIELDS`."""
+    described = {key: value for key, value in params_io.config_to_json(config).items()
+                 if key not in EXECUTION_FIELDS}
+    text = json.dumps(described, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

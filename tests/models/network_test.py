@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from class_jax.models import layers
 from class_jax.models.class_model import CLASSModel
 from class_jax.models.config import ModelConfig
 from class_jax.models.network import Transformer
@@ -178,13 +179,38 @@ def test_fused_attention_gives_the_einsum_path_results():
                                fused.encode_for_retrieval(params, tokens, is_query=False)["vectors"], rtol=1e-5)
 
 
-def test_fused_attention_leaves_dropped_out_probabilities_to_the_einsum_path():
+def test_cudnn_attention_runs_as_xla_off_gpus():
+    """A checkpoint trained with the cuDNN kernel (its config says so) still serves on this CPU."""
+    config = dataclasses.replace(TINY, dtype="bfloat16", attention_kernel="xla")
+    model, params = _init(config)
+    cudnn = CLASSModel(dataclasses.replace(config, attention_kernel="cudnn"), max_decode_length=5)
+    batch = _batch()
+    np.testing.assert_array_equal(jax.jit(model.loss_fn)(params, batch, None)[0],
+                                  jax.jit(cudnn.loss_fn)(params, batch, None)[0])
+
+
+def test_fused_attention_leaves_dropped_out_probabilities_to_the_einsum_path(monkeypatch):
     config = dataclasses.replace(TINY, dropout_rate=0.3)
     model, params = _init(config)
-    fused = CLASSModel(dataclasses.replace(config, attention_kernel="xla"))
     batch, rng = _batch(), jax.random.PRNGKey(3)
-    np.testing.assert_array_equal(jax.jit(model.loss_fn)(params, batch, rng)[0],
-                                  jax.jit(fused.loss_fn)(params, batch, rng)[0])
+    fused_calls = []
+    fused_attention = layers.fused_attention
+    monkeypatch.setattr(layers, "fused_attention", lambda *args: fused_calls.append(1) or fused_attention(*args))
+
+    def loss(**changes):
+        fused_calls.clear()
+        value = jax.jit(CLASSModel(dataclasses.replace(config, **changes)).loss_fn)(params, batch, rng)[0]
+        return value, len(fused_calls)
+
+    with_attention_dropout, _ = loss()
+    assert loss(attention_kernel="xla") == (with_attention_dropout, 0)
+    # Without dropout on the probabilities (dropout elsewhere stays), training takes the fused path: in the two
+    # block-diagonal layers (over queries, over passages), the two joint layers, and the decoder's two layers but
+    # for the last cross-attention, whose probabilities give the retrieval target.
+    without, _ = loss(attention_dropout_rate=0.0)
+    fused, calls = loss(attention_dropout_rate=0.0, attention_kernel="xla")
+    np.testing.assert_allclose(fused, without, rtol=1e-6)
+    assert calls == 2 + 2 + 2 + 3 and without != with_attention_dropout
 
 
 def test_dropout_changes_loss_only_with_an_rng():
@@ -238,6 +264,8 @@ def test_identical_projection_init_starts_both_towers_equal():
 def test_invalid_config_is_refused():
     with pytest.raises(ValueError, match="needs dtype='bfloat16'"):
         dataclasses.replace(TINY, attention_kernel="cudnn").validate()
+    with pytest.raises(ValueError, match="attention_dropout_rate=1.0"):
+        dataclasses.replace(TINY, attention_dropout_rate=1.0).validate()
     with pytest.raises(ValueError, match="attention_kernel='flash'"):
         dataclasses.replace(TINY, attention_kernel="flash").validate()
     with pytest.raises(ValueError, match="retriever_layer"):
