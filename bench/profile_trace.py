@@ -2,8 +2,9 @@
 
 Used by `model_step.py --profile_dir`. It reads the trace with `jax.profiler.ProfileData`, so it needs neither
 TensorFlow nor TensorBoard (GPU hosts often have neither). What it sums:
-  * on GPUs and TPUs, the "XLA Ops" line of each device plane: device time per HLO operation (kernel or fusion),
-    and per `hlo_category` where the trace names one (convolution, non-fusion elementwise, ...);
+  * on GPUs and TPUs, the "XLA Ops" line of each device plane where the trace has one, else its "Stream" lines
+    (kernels, named by the HLO operation that launched them where a `hlo_op` stat says so): device time per
+    operation, and per `hlo_category` where the trace names one (convolution, non-fusion elementwise, ...);
   * on the CPU, the XLA thread-pool lines: thread time per operation (two threads running at once count twice),
     without the executor's own wrapper and wait events.
 Ops are named as in the compiled HLO (`Compiled.as_text()`), which says what each fusion computes.
@@ -39,7 +40,8 @@ def trace(step: Callable[[], Any], trace_dir: str, calls: int) -> pathlib.Path:
 def _op_lines(plane) -> list:
     lines = list(plane.lines)
     if plane.name.startswith("/device:"):
-        return [line for line in lines if line.name == "XLA Ops"]
+        ops = [line for line in lines if line.name == "XLA Ops"]
+        return ops or [line for line in lines if line.name.startswith("Stream")]
     if plane.name == "/host:CPU":
         return [line for line in lines if line.name.startswith("tf_XLA")]
     return []
@@ -66,10 +68,12 @@ def summarize(xplane_file: pathlib.Path, calls: int, top: int = 30) -> dict[str,
             for event in line.events:
                 if event.name.startswith(_CPU_WRAPPERS):
                     continue
+                stats = dict(event.stats)
+                name = str(stats.get("hlo_op", event.name))
                 duration = event.duration_ns / 1e9 / calls
-                seconds[event.name] += duration
-                counts[event.name] += 1
-                category = dict(event.stats).get("hlo_category")
+                seconds[name] += duration
+                counts[name] += 1
+                category = stats.get("hlo_category")
                 if category:
                     categories[str(category)] += duration
         if seconds:
