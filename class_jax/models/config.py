@@ -40,7 +40,7 @@ class ModelConfig:
         `jax.nn.dot_product_attention` call with that implementation; "cudnn" is the fused flash-attention kernel of
         NVIDIA GPUs, which needs bfloat16 compute and adds the position bias in bfloat16, as T5X's bfloat16 runs
         do; on other backends it runs as "xla"). Layers that return or drop out attention probabilities (see
-        attention_dropout_rate) use "einsum".
+        attention_dropout_rate), and cached decoding steps, use "einsum".
       retrieval_mode: "pooled" (CLASS: mean-pooled projected vectors) or "token" (ReAtt: one head's Q/K, max-sim).
       retrieval_head: the head whose Q/K give token vectors in "token" mode.
       token_score_position_bias: token mode: add the relative position bias of layer B to each q.k (ReAtt training).

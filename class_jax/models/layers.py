@@ -208,7 +208,8 @@ class MultiHeadAttention(nn.Module):
         value = nn.with_logical_constraint(value, (BATCH, LENGTH, HEADS, KV))
 
         dropout_active = not deterministic and self.dropout_rate > 0
-        if cfg.attention_kernel != "einsum" and not return_probs and not dropout_active:
+        # Decoding steps (one query against the cache) gain nothing from a fused kernel: they keep the einsum path.
+        if cfg.attention_kernel != "einsum" and not (return_probs or dropout_active or decode):
             context = fused_attention(query, key, value, bias, cfg.attention_kernel)
             return out_proj(context.reshape(context.shape[:2] + (inner,))), None
 

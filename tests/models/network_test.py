@@ -172,7 +172,7 @@ def test_fused_attention_gives_the_einsum_path_results():
     loss_b, grads_b = jax.jit(jax.value_and_grad(lambda p: fused.loss_fn(p, batch, None)[0]))(params)
     np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), grads_a, grads_b)
-    # Cached decoding (bias over the whole cache) and the retrieval vectors take the fused path too.
+    # Predictions (the encoder fused, cached decoding steps not) and the retrieval vectors are the einsum path's.
     np.testing.assert_array_equal(model.predict_batch(params, batch), fused.predict_batch(params, batch))
     tokens = jnp.asarray(batch["passage_tokens"][:, 0])
     np.testing.assert_allclose(model.encode_for_retrieval(params, tokens, is_query=False)["vectors"],
