@@ -39,9 +39,11 @@ def test_model_step_times_both_sides_with_remat(tmp_path):
 def test_model_step_compares_attention_kernels_and_profiles(tmp_path):
     profile_dir = tmp_path / "profile"
     result = _run(model_step.main, tmp_path, "--size", "tiny", "--vocab", "512", "--passages", "2", "--query_len",
-                  "8", "--passage_len", "16", "--answer_len", "8", "--skip_hf", "--compare_attention_kernel", "xla",
-                  "--profile_dir", str(profile_dir), *TIMING)
-    assert result["class_jax_xla_attention"]["step_s"] > 0
+                  "8", "--passage_len", "16", "--answer_len", "8", "--skip_hf", "--attention_kernel", "xla",
+                  "--compare_attention_kernel", "cudnn", "--profile_dir", str(profile_dir), *TIMING)
+    assert result["attention_kernel"] == "xla" and result["class_jax"]["step_s"] > 0
+    # A variant that cannot be built (cuDNN's kernel in float32) is recorded instead of ending the run.
+    assert "needs dtype='bfloat16'" in result["class_jax_cudnn_attention"]["error"]
     cpu = result["profile"]["/host:CPU"]
     assert cpu["op_seconds_per_call"] > 0 and cpu["ops"]
     # Every profiled operation is one of the compiled step's.
