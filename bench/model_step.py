@@ -66,6 +66,7 @@ def class_jax_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float3
     from class_jax.models.class_model import CLASSModel
     from class_jax.models.config import ModelConfig
     from class_jax.trainer import optimizers
+    from class_jax.trainer.partitioning import Partitioner
 
     emb, heads, head_dim, mlp, enc, dec = SIZES[size]
     config = ModelConfig(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
@@ -85,8 +86,11 @@ def class_jax_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float3
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    # Compiled once ahead of time: calling the jitted function would compile it a second time (minutes on a GPU).
-    step = jax.jit(train_step, donate_argnums=(0, 1)).lower(params, opt_state, batch).compile()
+    # Compiled once ahead of time (calling the jitted function would compile it a second time: minutes on a GPU),
+    # with the trainer's compiler options.
+    options = Partitioner().training_compiler_options()
+    step = jax.jit(train_step, donate_argnums=(0, 1), compiler_options=options).lower(params, opt_state,
+                                                                                        batch).compile()
     if hlo_path:
         bench_utils.write_text(hlo_path, step.as_text())
     state = {"params": params, "opt": opt_state}

@@ -33,6 +33,11 @@ MESH_AXIS_NAMES = ("data", "fsdp", "model")
 # than XLA's own loop fusions and Eigen matmuls on the same work; with them off, corpus encoding at mT5-small shapes
 # ran about 1.4x faster (bench/encode.py, bench/RESULTS.md "Issue 8, round 2"). An empty list disables them all.
 CPU_INFERENCE_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# XLA:CPU options for training steps. A step that donates its state updates every parameter in place, and XLA:CPU's
+# default copy insertion copied the donated parameters first at mT5-base sizes (2.4 GB of copies per step, the
+# [768, 250112] output projection among them); its region analysis proves the reads come before the update and
+# drops them. Same results bit for bit, less memory traffic (bench/RESULTS.md, "Issue 8, round 7").
+CPU_TRAINING_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 # Pure data parallelism: the batch is split over every device, every parameter is replicated. The gin files in
 # gin/sharding/ override this; it is the default so that programmatic use needs no gin at all.
@@ -156,15 +161,23 @@ class Partitioner:
         with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.logical_axis_rules):
             yield
 
-    def inference_compiler_options(self) -> dict[str, str]:
+    def inference_compiler_options(self) -> dict[str, Any]:
         """XLA compiler options for forward-only jitted functions on this mesh (`jax.jit(compiler_options=...)`).
 
         Returns:
           `CPU_INFERENCE_COMPILER_OPTIONS` when the mesh is made of CPU devices, else {} (the options are
           XLA:CPU's; other backends keep their defaults).
         """
+        return self._cpu_only(CPU_INFERENCE_COMPILER_OPTIONS)
+
+    def training_compiler_options(self) -> dict[str, Any]:
+        """XLA compiler options for training steps on this mesh: `CPU_TRAINING_COMPILER_OPTIONS` on CPU devices,
+        else {}."""
+        return self._cpu_only(CPU_TRAINING_COMPILER_OPTIONS)
+
+    def _cpu_only(self, options: dict[str, Any]) -> dict[str, Any]:
         if all(device.platform == "cpu" for device in self.mesh.devices.flat):
-            return dict(CPU_INFERENCE_COMPILER_OPTIONS)
+            return dict(options)
         return {}
 
     # ------------------------------------------------------------------ shardings

@@ -140,7 +140,7 @@ def compile_train_step(train_step: TrainStepFn, partitioner: partitioning.Partit
     jitted = jax.jit(train_step,
                      in_shardings=(layout.shardings, batch_shardings, partitioner.replicated),
                      out_shardings=(layout.shardings, partitioner.replicated),
-                     donate_argnums=(0,))
+                     donate_argnums=(0,), compiler_options=partitioner.training_compiler_options())
     with partitioner.activate():
         return jitted.lower(layout.abstract_state, abstract_batch, abstract_rng).compile()
 
