@@ -215,9 +215,12 @@ def main(argv=None) -> int:
     hlo_path = os.path.join(args.profile_dir, "class_jax_step.hlo.txt") if args.profile_dir else None
     builders = {"class_jax": functools.partial(class_jax_runner, attention_kernel=args.attention_kernel,
                                                hlo_path=hlo_path)}
+    labels = {"class_jax": f"class_jax (JAX, jit + donation), {args.attention_kernel} attention"}
     if args.compare_attention_kernel:
-        builders[f"class_jax_{args.compare_attention_kernel}_attention"] = functools.partial(
-            class_jax_runner, attention_kernel=args.compare_attention_kernel)
+        side = f"class_jax_{args.compare_attention_kernel}_attention"
+        builders[side] = functools.partial(class_jax_runner, attention_kernel=args.compare_attention_kernel)
+        labels[side] = f"class_jax, {args.compare_attention_kernel} attention"
+    labels.update(class_jax_optax_adamw="class_jax, optax's unfused AdamW", hf="HF transformers (PyTorch)")
     if args.compare_optax_adamw:
         builders["class_jax_optax_adamw"] = functools.partial(class_jax_runner, fused_adamw=False)
     if not args.skip_hf:
@@ -274,11 +277,6 @@ def main(argv=None) -> int:
     print(f"step FLOPs: analytic {ours['flops'] / 1e9:.1f} G (used for MFU), XLA cost analysis "
           f"{ours['xla_flops'] / 1e9:.1f} G\n")
     rows = []
-    labels = {"class_jax": f"class_jax (JAX, jit + donation), {args.attention_kernel} attention",
-              f"class_jax_{args.compare_attention_kernel}_attention":
-                  f"class_jax, {args.compare_attention_kernel} attention",
-              "class_jax_optax_adamw": "class_jax, optax's unfused AdamW",
-              "hf": "HF transformers (PyTorch)"}
     for side, label in labels.items():
         if side in result and "error" not in result[side]:
             seconds = result[side]["step_s"]
