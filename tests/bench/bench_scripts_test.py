@@ -15,6 +15,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import decode  # noqa: E402  pylint: disable=wrong-import-position
 import encode  # noqa: E402  pylint: disable=wrong-import-position
+import input_pipeline  # noqa: E402  pylint: disable=wrong-import-position
 import model_step  # noqa: E402  pylint: disable=wrong-import-position
 import search  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -74,3 +75,15 @@ def test_search_reports_agreement_and_floors(tmp_path, extra):
     if not extra:
         assert auto["topk_agreement"] == 1.0
     assert "faiss_qps" not in small  # faiss is timed once per size
+
+
+def test_input_pipeline_compares_tokens_and_feeds_a_step(tmp_path):
+    result = _run(input_pipeline.main, tmp_path, "--batch", "4", "--passages", "3", "--examples", "12", "--batches",
+                  "2", "--workers", "0", "--step_seconds", "0.05", "--feeding_steps", "2")
+    assert result["lengths"]["passage_tokens"] == [3, 200] and result["lengths"]["teacher_scores"] == 3
+    assert result["class_jax"]["passages_per_s"] > 0 and result["speedup_vs_hf"] > 0
+    # Both sides tokenise the same strings with the same SentencePiece model (rare characters may differ, see
+    # the script's docstring).
+    assert result["token_agreement"] >= 0.9
+    fed = result["feeding"]
+    assert fed["steps"] == 2 and fed["achieved_step_s"] >= 0.05 and fed["max_wait_s"] >= fed["mean_wait_s"] >= 0
