@@ -120,7 +120,8 @@ def hf_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float32",
     with torch.device(device):  # initialised where it runs (a large model's CPU initialisation takes minutes)
         model = transformers.MT5ForConditionalGeneration(config).train()
     if remat != "none":
-        model.gradient_checkpointing_enable()
+        # transformers 5.24 renamed it (the old name warns); older releases, such as the GPU host's, have only the old.
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     batch = _random_batch(shapes, vocab)
     pair_len = shapes.query_len + shapes.passage_len
