@@ -212,8 +212,8 @@ def feeding(source: Any, batch: int, step_seconds: float, steps: int) -> dict[st
             "mean_wait_s": float(np.mean(waits)), "max_wait_s": float(np.max(waits))}
 
 
-def token_agreement(vocab_path: str, tokenizer_dir: str, records: list[Any], kind: str, batch: int,
-                    lengths: dict[str, Any], fid_dir: str) -> float:
+def token_agreement(fid_dir: str, vocab_path: str, tokenizer_dir: str, records: list[Any], kind: str, batch: int,
+                    lengths: dict[str, Any]) -> float:
     """The fraction of token rows both sides give identically for the first `batch` records, unshuffled."""
     source = class_jax_source(fid_dir, vocab_path, kind, batch, lengths, shuffle=False)
     ours = next(source.make_iterator(single_host_shard(batch), 0))
@@ -277,8 +277,8 @@ def main(argv=None) -> int:
                                  args.workers)
             result["hf"] = time_batches(loader, args.batches)
             result["hf"]["workers"] = args.workers
-            result["token_agreement"] = token_agreement(vocab_path, str(tokenizer_dir), records, args.kind,
-                                                        args.batch, lengths, fid_dir)
+            result["token_agreement"] = token_agreement(fid_dir, vocab_path, str(tokenizer_dir), records, args.kind,
+                                                        args.batch, lengths)
             result["speedup_vs_hf"] = result["hf"]["batch_s"] / result["class_jax"]["batch_s"]
             rows.append([f"HF tokenizer in a torch DataLoader, {args.workers} workers (FiD's collate)", result["hf"]])
         step_seconds = 1.25 * result["class_jax"]["batch_s"] if args.step_seconds is None else args.step_seconds
