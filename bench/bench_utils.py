@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -192,9 +193,26 @@ def start_process() -> None:
     host_malloc.reexec_with_huge_page_malloc()
 
 
+def cpu_model() -> dict[str, Any]:
+    """The host CPU's model name and the vector extensions that decide its matmul rate (Linux; empty elsewhere).
+
+    The hosts these benchmarks run on change between sessions, and the same code is 1.3x or 1.6x the peer depending
+    on the CPU, so each result records which one it came from.
+    """
+    try:
+        text = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    name = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"cpu_model": name.group(1).strip() if name else "",
+            "cpu_vector_flags": [flag for flag in wanted if flags and flag in flags.group(1).split()]}
+
+
 def machine() -> dict[str, Any]:
     """Where the run happened: platform, CPUs, load, glibc tunables, JAX backend and devices, torch threads."""
-    info = {"machine": platform.platform(), "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
+    info = {"machine": platform.platform(), **cpu_model(), "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
     try:
         import jax
