@@ -196,7 +196,7 @@ def start_process() -> None:
 def cpu_model() -> dict[str, Any]:
     """The host CPU's model name and the vector extensions that decide its matmul rate (Linux; empty elsewhere).
 
-    The hosts these benchmarks run on change between sessions, and the same code is 1.3x or 1.6x the peer depending
+    The hosts these benchmarks run on change between sessions, and the same code is 1.3x or 1.7x the peer depending
     on the CPU, so each result records which one it came from.
     """
     try:
@@ -206,7 +206,7 @@ def cpu_model() -> dict[str, Any]:
     name = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
     flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return {"cpu_model": name.group(1).strip() if name else "",
+    return {"cpu_model": name.group(1).strip() if name else platform.processor(),
             "cpu_vector_flags": [flag for flag in wanted if flags and flag in flags.group(1).split()]}
 
 

@@ -35,6 +35,9 @@ def test_model_step_times_both_sides_with_remat(tmp_path):
     assert result["class_jax"]["step_s"] > 0 and result["hf"]["step_s"] > 0 and result["speedup_vs_hf"] > 0
     assert 0 < result["mfu"] < 1 and result["class_jax"]["xla_flops"] > 0
     assert "peak_memory_bytes" not in result["class_jax"]  # the CPU backend keeps no memory statistics
+    if pathlib.Path("/proc/cpuinfo").exists():  # which host it ran on: figures differ by CPU, not only by load
+        assert "cpu_model" in result and set(result["cpu_vector_flags"]) <= {
+            "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 
 
 def test_model_step_compares_attention_kernels_and_profiles(tmp_path):
