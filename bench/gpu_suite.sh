@@ -10,6 +10,8 @@
 #   step_cudnn    the same step with the einsum attention against cuDNN's fused attention (no HF), and a
 #                 profile of the einsum step (time per XLA operation in the JSON; trace and HLO in OUT_DIR/profile);
 #   step_minimal  the "minimal" remat policy;
+#   step_cudnn_minimal  cuDNN's fused attention with the "minimal" policy (no HF), the variant that
+#                 bench/gpu_step_model.py predicts to reach 45% MFU;
 #   search        1M and 100k rows, float32 / 256 queries and float16 / 32 queries, default and 32768-row steps;
 #   encode        corpus encoding, mT5-large; decode: greedy FiD decoding, mT5-large.
 #
@@ -19,7 +21,7 @@ set -u
 out_dir=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [PART ...]}
 shift
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(step step_cudnn search encode decode step_minimal)
+[ ${#parts[@]} -gt 0 ] || parts=(step step_cudnn_minimal step_cudnn search encode decode step_minimal)
 mkdir -p "$out_dir"
 cd "$(dirname "$0")/.."
 # JAX must not take 75% of the GPU up front: the HF side runs in the same process.
@@ -56,7 +58,11 @@ for part in "${parts[@]}"; do
     step_minimal)
       run step_minimal 240 bench/model_step.py --size large --dtype bfloat16 --remat minimal --batch 8 --passages 16 \
         --skip_hf ;;
-    *) echo "unknown part: $part (expected step, step_cudnn, search, encode, decode, step_minimal)" | tee -a "$log"
+    step_cudnn_minimal)
+      run step_cudnn_minimal 200 bench/model_step.py --size large --dtype bfloat16 --remat minimal --batch 8 \
+        --passages 16 --skip_hf --attention_kernel cudnn ;;
+    *) echo "unknown part: $part (expected step, step_cudnn_minimal, step_cudnn, search, encode, decode," \
+         "step_minimal)" | tee -a "$log"
        exit 2 ;;
   esac
 done

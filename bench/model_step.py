@@ -51,22 +51,21 @@ class Shapes:
         return self.batch * (self.passages * (self.query_len + self.passage_len) + self.answer_len)
 
 
-def class_jax_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float32", remat: str = "none",
-                     fused_adamw: bool = True, attention_kernel: str = "einsum", hlo_path: str | None = None
-                     ) -> tuple[Callable[[], Any], dict[str, float]]:
-    """The jitted, donating class_jax train step on one batch, and facts about it (FLOPs, XLA's count, params).
+def class_jax_step(size: str, shapes: Shapes, vocab: int, dtype: str = "float32", remat: str = "none",
+                   fused_adamw: bool = True, attention_kernel: str = "einsum"
+                   ) -> tuple[Any, Any, Callable[..., Any], dict[str, tuple[int, ...]]]:
+    """The class_jax FiD train step, before compilation: (model, optimizer, step function, input shapes).
 
     The optimizer is the trainer's AdamW (`optimizers.adamw`) as torch.optim.AdamW runs on the HF side: lr 1e-4,
     weight decay 0.01, no gradient clipping; `fused_adamw=False` runs optax's unfused chain instead.
-    `attention_kernel` is `ModelConfig.attention_kernel`; `hlo_path`, where given, receives the compiled step's HLO.
+    `attention_kernel` is `ModelConfig.attention_kernel`. The step maps (params, opt_state, batch) to
+    (params, opt_state, loss).
     """
-    import flax.linen as nn
     import jax
     import optax
     from class_jax.models.class_model import CLASSModel
     from class_jax.models.config import ModelConfig
     from class_jax.trainer import optimizers
-    from class_jax.trainer.partitioning import Partitioner
 
     emb, heads, head_dim, mlp, enc, dec = SIZES[size]
     config = ModelConfig(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
@@ -76,15 +75,32 @@ def class_jax_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float3
     input_shapes = {"query_tokens": (shapes.batch, shapes.query_len),
                     "passage_tokens": (shapes.batch, shapes.passages, shapes.passage_len),
                     "decoder_input_tokens": (shapes.batch, shapes.answer_len)}
-    params = nn.unbox(model.get_initial_variables(jax.random.PRNGKey(0), input_shapes)["params"])
     optimizer = optimizers.adamw(1e-4, weight_decay=0.01, grad_clip_norm=None, fused=fused_adamw).transform
-    opt_state = optimizer.init(params)
-    batch = jax.device_put(_random_batch(shapes, vocab))
 
     def train_step(params, opt_state, batch):
         (loss, _), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(params, batch, None)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
+
+    return model, optimizer, train_step, input_shapes
+
+
+def class_jax_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float32", remat: str = "none",
+                     fused_adamw: bool = True, attention_kernel: str = "einsum", hlo_path: str | None = None
+                     ) -> tuple[Callable[[], Any], dict[str, float]]:
+    """The jitted, donating class_jax train step on one batch, and facts about it (FLOPs, XLA's count, params).
+
+    The step is `class_jax_step`'s; `hlo_path`, where given, receives the compiled step's HLO.
+    """
+    import flax.linen as nn
+    import jax
+    from class_jax.trainer.partitioning import Partitioner
+
+    model, optimizer, train_step, input_shapes = class_jax_step(size, shapes, vocab, dtype, remat, fused_adamw,
+                                                                attention_kernel)
+    params = nn.unbox(model.get_initial_variables(jax.random.PRNGKey(0), input_shapes)["params"])
+    opt_state = optimizer.init(params)
+    batch = jax.device_put(_random_batch(shapes, vocab))
 
     # Compiled once ahead of time (calling the jitted function would compile it a second time: minutes on a GPU),
     # with the trainer's compiler options.
