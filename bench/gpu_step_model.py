@@ -224,7 +224,6 @@ def compile_for_h100(args: argparse.Namespace, attention_kernel: str) -> tuple[s
     """Compiles the step for an H100 without a device: (optimised HLO text, memory sizes, analytic FLOPs)."""
     import flax.linen as nn
     import jax
-    from class_jax.models import layers
     from jax.experimental import topologies
 
     shapes = model_step.Shapes(args.batch, args.passages, args.query_len, args.passage_len, args.answer_len)
@@ -246,15 +245,15 @@ def compile_for_h100(args: argparse.Namespace, attention_kernel: str) -> tuple[s
                                                                          input_shapes)["params"]))
     opt_state = jax.eval_shape(optimizer.init, params)
     batch = model_step._random_batch(shapes, args.vocab)  # pylint: disable=protected-access
-    # This process's backend is the CPU, but the program is compiled for a GPU: the attention layers must choose as
-    # they would there.
-    default_backend = layers.jax.default_backend
-    layers.jax.default_backend = lambda: "gpu"
+    # This process's backend is the CPU, but the program is compiled for a GPU: the model's backend-dependent
+    # choices (the attention kernel, the CPU-only Dense backward) must be made as they would be there.
+    default_backend = jax.default_backend
+    jax.default_backend = lambda: "gpu"
     try:
         compiled = jax.jit(train_step, donate_argnums=(0, 1)).lower(
             abstract(params), abstract(opt_state), abstract(batch)).compile()
     finally:
-        layers.jax.default_backend = default_backend
+        jax.default_backend = default_backend
     memory = compiled.memory_analysis()
     sizes = {"argument_bytes": memory.argument_size_in_bytes, "temp_bytes": memory.temp_size_in_bytes,
              "output_bytes": memory.output_size_in_bytes, "alias_bytes": memory.alias_size_in_bytes}
