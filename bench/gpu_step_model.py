@@ -22,10 +22,10 @@ XLA 0.10's deviceless compilation cannot tile Triton GEMM fusions, so GEMMs comp
 import argparse
 import collections
 import dataclasses
+import math
 import os
 import re
 import sys
-from typing import Any
 
 import bench_utils
 import model_step
@@ -78,13 +78,17 @@ def dims(type_text: str) -> list[list[int]]:
 
 def type_bytes(type_text: str) -> int:
     """Bytes of every array in an HLO type."""
-    total = 0
-    for element, shape in ARRAY_TYPE.findall(type_text):
-        count = 1
-        for d in shape.split(","):
-            count *= int(d) if d else 1
-        total += count * ELEMENT_BYTES[element]
-    return total
+    return sum(math.prod(int(d) for d in shape.split(",") if d) * ELEMENT_BYTES[element]
+               for element, shape in ARRAY_TYPE.findall(type_text))
+
+
+def _closing_parenthesis(text: str, depth: int) -> int:
+    """The index in `text` where `depth` open parentheses are closed (len(text) if they never are)."""
+    for index, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if depth == 0:
+            return index
+    return len(text)
 
 
 def parse_instruction(line: str) -> Instruction | None:
@@ -94,21 +98,12 @@ def parse_instruction(line: str) -> Instruction | None:
         return None
     name, rest = match.groups()
     if rest.startswith("("):  # a tuple type: up to its matching parenthesis
-        depth = 0
-        for end, char in enumerate(rest):
-            depth += (char == "(") - (char == ")")
-            if depth == 0:
-                break
+        end = _closing_parenthesis(rest, 0)
         type_text, rest = rest[:end + 1], rest[end + 2:]
     else:
         type_text, _, rest = rest.partition(" ")
     opcode, _, rest = rest.partition("(")
-    depth, end = 1, len(rest)
-    for index, char in enumerate(rest):
-        depth += (char == "(") - (char == ")")
-        if depth == 0:
-            end = index
-            break
+    end = _closing_parenthesis(rest, 1)
     return Instruction(name, type_text, opcode, re.findall(r"%([\w.\-]+)", rest[:end]), rest[end + 1:])
 
 
@@ -133,13 +128,8 @@ def _gemm_flops(instruction: Instruction, types: dict[str, str]) -> float:
     """2 x output elements x contracted size of a cuBLAS call (its first output is the product)."""
     lhs = dims(types[instruction.operands[0]])[0]
     contracting = re.search(r'"lhs_contracting_dimensions":\[([^\]]*)\]', instruction.attributes)
-    contracted = 1
-    for axis in re.findall(r"\d+", contracting.group(1) if contracting else ""):
-        contracted *= lhs[int(axis)]
-    output = 1
-    for d in dims(instruction.type_text)[0]:
-        output *= d
-    return 2.0 * output * contracted
+    contracted = math.prod(lhs[int(axis)] for axis in re.findall(r"\d+", contracting.group(1) if contracting else ""))
+    return 2.0 * math.prod(dims(instruction.type_text)[0]) * contracted
 
 
 def _attention_flops(instruction: Instruction, types: dict[str, str]) -> float:
@@ -156,10 +146,7 @@ def _attention_flops(instruction: Instruction, types: dict[str, str]) -> float:
         if fields.get("lhs_contracting_dimensions") == fields.get("rhs_contracting_dimensions") == [head_axis]:
             key_axis = next(axis for axis in range(len(key))
                             if str(axis) not in fields["rhs_batch_dimensions"] + [head_axis])
-            query_elements = 1
-            for d in query:
-                query_elements *= d
-            forward = 4.0 * query_elements * key[key_axis]
+            forward = 4.0 * math.prod(query) * key[key_axis]
             return forward * (2.5 if "Backward" in instruction.attributes else 1.0)
     raise ValueError(f"attention call %{instruction.name}: no query-key product in its backend config")
 
@@ -220,7 +207,8 @@ def predict_seconds(classes: dict[str, KernelClass], peak_flops: float, matmul_e
             "product_flops": product_flops, "other_bytes": other_bytes}
 
 
-def compile_for_h100(args: argparse.Namespace, attention_kernel: str) -> tuple[str, dict[str, float], float]:
+def compile_for_h100(args: argparse.Namespace, remat: str, attention_kernel: str
+                     ) -> tuple[str, dict[str, float], float]:
     """Compiles the step for an H100 without a device: (optimised HLO text, memory sizes, analytic FLOPs)."""
     import flax.linen as nn
     import jax
@@ -228,7 +216,7 @@ def compile_for_h100(args: argparse.Namespace, attention_kernel: str) -> tuple[s
 
     shapes = model_step.Shapes(args.batch, args.passages, args.query_len, args.passage_len, args.answer_len)
     model, optimizer, train_step, input_shapes = model_step.class_jax_step(
-        args.size, shapes, args.vocab, "bfloat16", args.remat, attention_kernel=attention_kernel)
+        args.size, shapes, args.vocab, "bfloat16", remat, attention_kernel=attention_kernel)
     try:
         topology = topologies.get_topology_desc(platform="cuda", topology_name="", target_config=H100_TARGET_CONFIG,
                                                 topology="1x1x1")
@@ -289,7 +277,7 @@ def main(argv=None) -> int:
         for kernel in args.attention_kernel:
             name = f"remat {remat}, {kernel} attention"
             bench_utils.progress(f"compiling {name} for the H100")
-            hlo_text, sizes, analytic_flops = compile_for_h100(_with(args, remat=remat), kernel)
+            hlo_text, sizes, analytic_flops = compile_for_h100(args, remat, kernel)
             if args.hlo_dir:
                 bench_utils.write_text(os.path.join(args.hlo_dir, f"{remat}_{kernel}.hlo.txt"), hlo_text)
             classes = account(hlo_text)
@@ -309,11 +297,6 @@ def main(argv=None) -> int:
                                       "predicted MFU", "peak GiB", "kernels"], rows))
     print(f"wrote {bench_utils.write_json(args.out, result)}")
     return 0
-
-
-def _with(args: argparse.Namespace, **changes: Any) -> argparse.Namespace:
-    """A copy of the parsed arguments with some values changed."""
-    return argparse.Namespace(**{**vars(args), **changes})
 
 
 if __name__ == "__main__":
