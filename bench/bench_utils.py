@@ -186,10 +186,10 @@ def torch_autocast(device: str, dtype: str):
 
 
 def start_process() -> None:
-    """Starts a benchmark process as `class-jax` starts: re-executed with huge-page malloc (`class_jax.host_malloc`),
+    """Starts a benchmark process as `class-jax` starts: re-executed with huge-page malloc (`class_jax.runtime.host_malloc`),
     so that the figures are those users get. Both sides of a comparison run in the process and share it;
     CLASS_JAX_HUGE_PAGE_MALLOC=0 measures without it."""
-    from class_jax import host_malloc  # pylint: disable=import-outside-toplevel
+    from class_jax.runtime import host_malloc  # pylint: disable=import-outside-toplevel
     host_malloc.reexec_with_huge_page_malloc()
 
 

@@ -46,7 +46,7 @@ def class_jax_runners(size: str, inputs: dict[str, np.ndarray], steps: int, voca
     from class_jax.models import decoding
     from class_jax.models.class_model import CLASSModel
     from class_jax.models.config import ModelConfig
-    from class_jax.trainer.partitioning import Partitioner
+    from class_jax.runtime.partitioning import Partitioner
 
     emb, heads, head_dim, mlp, enc, dec = bench_utils.SIZES[size]
     config = ModelConfig(vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,

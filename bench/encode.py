@@ -80,7 +80,7 @@ def class_jax_runner(size: str, batch: int, length: int, vocab: int,
                      dtype: str = "float32") -> tuple[Callable[[], Any], dict]:
     """`RetrievalEncoder.encode_local` on one fixed batch, and facts about it (FLOPs, output dim)."""
     from class_jax.retrieval.encoder import RetrievalEncoder
-    from class_jax.trainer.partitioning import Partitioner
+    from class_jax.runtime.partitioning import Partitioner
 
     config, model, params = _class_jax_model(size, vocab, dtype)
     encoder = RetrievalEncoder(model, params, Partitioner(), batch, dtype="float32")
@@ -99,11 +99,11 @@ def bench_pipeline(size: str, batch: int, length: int, vocab: int, num_passages:
     """Times the whole `class-jax index` build over a generated corpus of `num_passages` passages."""
     import seqio
     import seqio.test_utils
-    from class_jax.data import corpus_io
-    from class_jax.retrieval import corpus_encoder, model_identity
+    from class_jax.corpus import corpus_io
+    from class_jax.retrieval import index_builder, model_identity
     from class_jax.retrieval.corpus_source import CorpusSource
     from class_jax.retrieval.encoder import RetrievalEncoder
-    from class_jax.trainer.partitioning import Partitioner
+    from class_jax.runtime.partitioning import Partitioner
 
     config, model, params = _class_jax_model(size, vocab, dtype)
     vocabulary = seqio.SentencePieceVocabulary(
@@ -122,10 +122,10 @@ def bench_pipeline(size: str, batch: int, length: int, vocab: int, num_passages:
         corpus = CorpusSource.plan(root)
         kwargs = dict(dtype="float32", passage_max_length=length, progress=False)
         # Warm-up build (compilation) on a separate index, then the timed build.
-        corpus_encoder.encode_corpus(encoder, vocabulary, corpus, pathlib.Path(folder) / "warm", identity, "-",
+        index_builder.encode_corpus(encoder, vocabulary, corpus, pathlib.Path(folder) / "warm", identity, "-",
                                      shard_size=batch, **kwargs)
         started = time.perf_counter()
-        manifest = corpus_encoder.encode_corpus(encoder, vocabulary, corpus, pathlib.Path(folder) / "index",
+        manifest = index_builder.encode_corpus(encoder, vocabulary, corpus, pathlib.Path(folder) / "index",
                                                 identity, "-", **kwargs)
         elapsed = time.perf_counter() - started
     return {"passages": num_passages, "seconds": elapsed, "passages_per_s": num_passages / elapsed,

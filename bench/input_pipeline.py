@@ -62,7 +62,8 @@ def demo_inputs(workdir: pathlib.Path, num_examples: int, num_passages: int, see
     Returns:
       (FiD directory, SentencePiece model path).
     """
-    from class_jax.data import corpus_io, demo_wiki
+    from class_jax.corpus import corpus_io
+    from class_jax.demo.world import wiki as demo_wiki
     from class_jax.tasks import fid_files, vocab
 
     demo_wiki.make_demo_wiki(workdir / "wiki", size="small", seed=seed)
@@ -108,21 +109,22 @@ def task_lengths(kind: str, num_passages: int, query_len: int, passage_len: int,
 
 def single_host_shard(batch: int):
     """A one-process run's `HostBatchShard`: every row of each batch."""
-    from class_jax.trainer.partitioning import HostBatchShard
+    from class_jax.runtime.partitioning import HostBatchShard
     return HostBatchShard(index=0, num_shards=1, local_batch_size=batch, global_batch_size=batch)
 
 
 def class_jax_source(fid_dir: str, vocab_path: str, kind: str, batch: int, lengths: dict[str, Any],
                      shuffle: bool = True):
     """The trainer's SeqIO data source over a FiD task registered on `fid_dir`."""
-    from class_jax.tasks import feature_converters, fid_tasks
+    from class_jax.models import feature_converter
+    from class_jax.tasks import fid_tasks
     from class_jax.trainer import data
 
     name = "bench_input_pipeline"
     fid_tasks.register_fid_task(name, fid_dir, kind, vocab_path=vocab_path)
     config = data.DatasetConfig(mixture_or_task_name=name, task_feature_lengths=lengths, split="train",
                                 batch_size=batch, shuffle=shuffle, seed=0)
-    return data.SeqioDataSource(config, feature_converters.FiDFeatureConverter())
+    return data.SeqioDataSource(config, feature_converter.FiDFeatureConverter())
 
 
 class FiDCollator:

@@ -41,7 +41,7 @@ DEFAULT_DUMPS = [str(_SHARED_DUMPS / name) for name in (
 
 def run_class_jax(dump: str) -> dict:
     """One `class-jax ingest` of `dump` (English, one worker) into a temporary folder."""
-    from class_jax.data.ingest import DumpIngester, IngestSettings
+    from class_jax.corpus.ingest import DumpIngester, IngestSettings
 
     with tempfile.TemporaryDirectory() as folder:
         started, cpu_started = time.perf_counter(), time.process_time()

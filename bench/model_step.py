@@ -94,7 +94,7 @@ def class_jax_runner(size: str, shapes: Shapes, vocab: int, dtype: str = "float3
     """
     import flax.linen as nn
     import jax
-    from class_jax.trainer.partitioning import Partitioner
+    from class_jax.runtime.partitioning import Partitioner
 
     model, optimizer, train_step, input_shapes = class_jax_step(size, shapes, vocab, dtype, remat, fused_adamw,
                                                                 attention_kernel)

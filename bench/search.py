@@ -65,7 +65,7 @@ def bench_search(num_rows: int, dim: int, num_queries: int, k: int, repeats: int
                  device_dtype: str | None = None, chunk_rows: int | None = None) -> dict:
     import jax
     from class_jax.retrieval import search
-    from class_jax.trainer.partitioning import Partitioner
+    from class_jax.runtime.partitioning import Partitioner
 
     read = _vector_reader(dim, seed=num_rows)
     queries = np.random.default_rng(1).standard_normal((num_queries, dim), dtype=np.float32)
@@ -106,13 +106,13 @@ def add_floors(result: dict, bandwidth: float, float32_flops: float) -> None:
 def bench_encoding(size: str, num_passages: int, batch_size: int) -> dict:
     import flax.linen as nn
     import jax
-    from class_jax.data import corpus_io
+    from class_jax.corpus import corpus_io
     from class_jax.models.class_model import CLASSModel
     from class_jax.models.config import ModelConfig
-    from class_jax.retrieval import corpus_encoder, model_identity
+    from class_jax.retrieval import index_builder, model_identity
     from class_jax.retrieval.corpus_source import CorpusSource
     from class_jax.retrieval.encoder import RetrievalEncoder
-    from class_jax.trainer.partitioning import Partitioner
+    from class_jax.runtime.partitioning import Partitioner
     import seqio
     import seqio.test_utils
 
@@ -138,10 +138,10 @@ def bench_encoding(size: str, num_passages: int, batch_size: int) -> dict:
         identity = model_identity.model_identity(config, params, f"random {size}")
         corpus = CorpusSource.plan(root)
         # Warm-up build (compilation) on a separate index, then the timed build.
-        corpus_encoder.encode_corpus(encoder, vocabulary, corpus, pathlib.Path(folder) / "warm", identity, "-",
+        index_builder.encode_corpus(encoder, vocabulary, corpus, pathlib.Path(folder) / "warm", identity, "-",
                                      shard_size=batch_size, progress=False)
         started = time.perf_counter()
-        corpus_encoder.encode_corpus(encoder, vocabulary, corpus, pathlib.Path(folder) / "index", identity, "-",
+        index_builder.encode_corpus(encoder, vocabulary, corpus, pathlib.Path(folder) / "index", identity, "-",
                                      progress=False)
         elapsed = time.perf_counter() - started
     return {"model": size, "passages": num_passages, "batch_size": batch_size, "seconds": elapsed,

@@ -1,12 +1,12 @@
 """The `class-jax` command.
 
-Each subcommand lives in its own module, imported only when it runs (so `class-jax --help` stays fast and a
-missing optional dependency of one command never breaks another). A subcommand module provides:
+Each subcommand lives in a module of `class_jax.commands`, imported only when it runs (so `class-jax --help` stays
+fast and a missing optional dependency of one command never breaks another). A subcommand module provides:
 
     add_arguments(parser: argparse.ArgumentParser) -> None
-    run(args: argparse.Namespace) -> int        # the process exit code
+    run(args: argparse.Namespace) -> int        # the process exit code; args.command names the subcommand
 
-and raises `class_jax.errors.UserError` for bad input, which is printed as one line (exit code 2).
+and raises `class_jax.runtime.errors.UserError` for bad input, which is printed as one line (exit code 2).
 """
 
 import argparse
@@ -14,28 +14,28 @@ import importlib
 import sys
 from typing import Sequence
 
-from class_jax import host_malloc
-from class_jax.errors import UserError
+from class_jax.runtime import host_malloc
+from class_jax.runtime.errors import UserError
 
-# name -> (module, one-line help), in pipeline order.
+# name -> (module in class_jax.commands, one-line help), in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("class_jax.demo.cli", "the whole method on the generated wiki, with a report (about 10 min on a laptop)"),
-    "make-demo-wiki": ("class_jax.data.demo_cli", "generate the small multilingual demo wiki in real dump formats"),
-    "ingest": ("class_jax.data.ingest_cli", "Wikipedia dump + langlinks/Wikidata -> articles, passages, entities"),
-    "mine": ("class_jax.data.mine_cli", "mine CLR-PT / MLQA-PT examples from an ingested corpus (Apache Beam)"),
-    "build-fid": ("class_jax.tasks.build_fid_cli", "attach passages to mined records or questions: FiD example dirs"),
-    "convert": ("class_jax.checkpoints.convert_cli", "import HF / T5X checkpoints, export to HF, verify parity"),
-    "train": ("class_jax.trainer.train_cli", "train a model as configured by gin (resumes from MODEL_DIR)"),
-    "eval": ("class_jax.trainer.eval_cli", "evaluate a checkpoint on SeqIO tasks with seqio.Evaluator"),
-    "infer": ("class_jax.trainer.infer_cli", "decode a SeqIO split with a checkpoint into JSON lines"),
-    "export": ("class_jax.trainer.export_cli", "write a params-only checkpoint from a training run"),
-    "index": ("class_jax.retrieval.index_cli", "encode a corpus into a retrieval index (resumable, multi-host)"),
-    "retrieve": ("class_jax.retrieval.retrieve_cli", "top-k passages for questions (XOR-Retrieve prediction format)"),
-    "ask": ("class_jax.retrieval.ask_cli", "answer one question: retrieve top-k from an index, read them with FiD"),
-    "eval-xor-retrieve": ("class_jax.evaluation.commands.eval_xor_retrieve", "XOR-Retrieve R@2kt / R@5kt (official)"),
-    "eval-xor-full": ("class_jax.evaluation.commands.eval_xor_full", "XOR-Full F1 / EM / BLEU (official)"),
-    "eval-xor-engspan": ("class_jax.evaluation.commands.eval_xor_engspan", "XOR-EnglishSpan F1 / EM (official)"),
-    "eval-mkqa": ("class_jax.evaluation.commands.eval_mkqa", "MKQA F1 (CLASS/CORA rule; Apple's metric)"),
+    "demo": ("demo", "the whole method on the generated wiki, with a report (about 10 min on a laptop)"),
+    "make-demo-wiki": ("make_demo_wiki", "generate the small multilingual demo wiki in real dump formats"),
+    "ingest": ("ingest", "Wikipedia dump + langlinks/Wikidata -> articles, passages, entities"),
+    "mine": ("mine", "mine CLR-PT / MLQA-PT examples from an ingested corpus (Apache Beam)"),
+    "build-fid": ("build_fid", "attach passages to mined records or questions: FiD example dirs"),
+    "convert": ("convert", "import HF / T5X checkpoints, export to HF, verify parity"),
+    "train": ("jobs", "train a model as configured by gin (resumes from MODEL_DIR)"),
+    "eval": ("jobs", "evaluate a checkpoint on SeqIO tasks with seqio.Evaluator"),
+    "infer": ("jobs", "decode a SeqIO split with a checkpoint into JSON lines"),
+    "export": ("jobs", "write a params-only checkpoint from a training run"),
+    "index": ("index", "encode a corpus into a retrieval index (resumable, multi-host)"),
+    "retrieve": ("retrieve", "top-k passages for questions (XOR-Retrieve prediction format)"),
+    "ask": ("ask", "answer one question: retrieve top-k from an index, read them with FiD"),
+    "eval-xor-retrieve": ("eval_xor_retrieve", "XOR-Retrieve R@2kt / R@5kt (official)"),
+    "eval-xor-full": ("eval_xor_full", "XOR-Full F1 / EM / BLEU (official)"),
+    "eval-xor-engspan": ("eval_xor_engspan", "XOR-EnglishSpan F1 / EM (official)"),
+    "eval-mkqa": ("eval_mkqa", "MKQA F1 (CLASS/CORA rule; Apple's metric)"),
 }
 
 
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Args:
         argv: command-line arguments without the program name; defaults to sys.argv[1:], in which case the process
-            first re-executes itself with huge-page malloc (see `class_jax.host_malloc`).
+            first re-executes itself with huge-page malloc (see `class_jax.runtime.host_malloc`).
 
     Returns:
         The process exit code.
@@ -70,9 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"class-jax: error: unknown command {command!r}\n\n{_top_level_help()}", file=sys.stderr)
         return 2
     module_name, help_text = COMMANDS[command]
-    module = importlib.import_module(module_name)
+    module = importlib.import_module(f"class_jax.commands.{module_name}")
     parser = argparse.ArgumentParser(prog=f"class-jax {command}", description=help_text)
     module.add_arguments(parser)
+    parser.set_defaults(command=command)
     args = parser.parse_args(argv[1:])
     try:
         return int(module.run(args) or 0)

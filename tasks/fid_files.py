@@ -46,7 +46,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 import seqio
 import tensorflow as tf
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 
 FORMAT_NAME = "class_jax.fid_examples"
 FORMAT_VERSION = 1

@@ -39,7 +39,7 @@ from typing import Any, Mapping, Optional, Sequence
 import seqio
 import tensorflow as tf
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import metrics
 from class_jax.tasks import fid_files
 from class_jax.tasks import preprocessors
@@ -92,7 +92,7 @@ KINDS = tuple(_KIND_SPECS)
 
 
 def fid_output_features(vocabulary: seqio.Vocabulary, stage1: bool = False) -> dict[str, seqio.Feature]:
-    """The task features (see tasks/feature_converters.py); only `targets` gets an EOS from SeqIO."""
+    """The task features (see class_jax/models/feature_converter.py); only `targets` gets an EOS from SeqIO."""
     features = {
         "query_tokens": seqio.Feature(vocabulary, add_eos=False),
         "passage_tokens": seqio.Feature(vocabulary, add_eos=False, rank=2),

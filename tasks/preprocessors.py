@@ -1,6 +1,6 @@
 """SeqIO preprocessors: raw query / FiD records -> the token features of the CLASS model.
 
-Token formats come from `class_jax.retrieval.text_inputs` (the same functions the passage index uses), so a
+Token formats come from `class_jax.tasks.text_inputs` (the same functions the passage index uses), so a
 passage tokenised for training is bit-identical to the one the index encoded:
 
     query_tokens          `question: {q}`, at most Lq tokens, no EOS                      int32 [<= Lq]
@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 import seqio
 import tensorflow as tf
 
-from class_jax.retrieval import text_inputs
+from class_jax.tasks import text_inputs
 
 ANSWER_MAX_LENGTH = 50
 

@@ -28,7 +28,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import seqio
 import tensorflow as tf
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import files as evaluation_files
 from class_jax.evaluation import mkqa
 from class_jax.evaluation.records import GoldQuestion

@@ -30,7 +30,7 @@ from typing import Mapping, Optional, Sequence
 
 import seqio
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import mkqa
 from class_jax.tasks import preprocessors
 from class_jax.tasks import query_sources

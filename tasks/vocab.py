@@ -17,9 +17,9 @@ from typing import Iterator, Optional, Sequence
 
 import seqio
 
-from class_jax.data import corpus_io
-from class_jax.errors import UserError
-from class_jax.retrieval import text_inputs
+from class_jax.corpus import corpus_io
+from class_jax.runtime.errors import UserError
+from class_jax.tasks import text_inputs
 
 MT5_VOCAB_PATH = "gs://t5-data/vocabs/mc4.250000.100extra/sentencepiece.model"
 VOCAB_PATH_ENV = "CLASS_JAX_VOCAB_PATH"

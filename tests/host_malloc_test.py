@@ -1,4 +1,4 @@
-"""Tests of class_jax.host_malloc: when the process re-executes with huge-page malloc, and that it really does."""
+"""Tests of class_jax.runtime.host_malloc: when the process re-executes with huge-page malloc, and that it really does."""
 
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from class_jax import host_malloc
+from class_jax.runtime import host_malloc
 
 SUPPORTED = dict(glibc_version=(2, 36), huge_pages_available=True)
 

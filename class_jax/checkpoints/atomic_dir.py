@@ -6,7 +6,7 @@ import shutil
 import uuid
 from typing import Iterator
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 
 
 @contextlib.contextmanager

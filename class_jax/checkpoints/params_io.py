@@ -24,7 +24,7 @@ from flax.core import meta
 
 from class_jax.checkpoints import atomic_dir, param_layout
 from class_jax.checkpoints.import_report import ImportReport
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.models.config import ModelConfig
 
 CONFIG_FILE = "model_config.json"

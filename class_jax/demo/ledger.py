@@ -12,8 +12,8 @@ import resource
 import time
 from typing import Any, Callable
 
-from class_jax.data import corpus_io
-from class_jax.errors import UserError
+from class_jax.corpus import corpus_io
+from class_jax.runtime.errors import UserError
 
 STATE_FILE = "demo_state.json"
 

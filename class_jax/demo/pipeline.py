@@ -17,13 +17,15 @@ import dataclasses
 import pathlib
 from typing import Any, Callable
 
-from class_jax.data import corpus_io, demo_wiki, mining_pipeline
+from class_jax.corpus import corpus_io
+from class_jax.demo.world import wiki as demo_wiki
+from class_jax.mining import pipeline
 from class_jax.demo import systems
 from class_jax.demo.ledger import Ledger
 from class_jax.demo.settings import DemoSettings, StageSteps
-from class_jax.errors import UserError
-from class_jax.tasks import fid_builders
-from class_jax.trainer import gin_utils
+from class_jax.runtime.errors import UserError
+from class_jax.fid import builders
+from class_jax.runtime import gin_utils
 
 # The evaluated systems, in report order: name -> label.
 SYSTEMS = {
@@ -99,9 +101,9 @@ class DemoPipeline:
         return {"path": str(self.paths.vocab), "pieces": self.settings.vocab_size}
 
     def _mine(self) -> dict[str, Any]:
-        manifest = mining_pipeline.run_mining(mining_pipeline.MiningConfig(
+        manifest = pipeline.run_mining(pipeline.MiningConfig(
             corpus=str(self.paths.corpus), out=str(self.workdir / "mined"), langs=self.settings.target_languages,
-            teacher=mining_pipeline.TeacherSettings(k=self.lengths["NUM_PASSAGES"]), audit_sample=0,
+            teacher=pipeline.TeacherSettings(k=self.lengths["NUM_PASSAGES"]), audit_sample=0,
             progress=False, beam_args=("--direct_running_mode=in_memory", "--direct_num_workers=1")))
         stages = manifest["stages"]
         languages = self.settings.target_languages
@@ -110,14 +112,14 @@ class DemoPipeline:
                                       for lang in languages}}
 
     def _clr_pt_fid(self) -> dict[str, int]:
-        english = fid_builders.load_passages(self.paths.corpus, ["en"])
-        manifests = fid_builders.write_clr_pt_fid_files(
+        english = builders.load_passages(self.paths.corpus, ["en"])
+        manifests = builders.write_clr_pt_fid_files(
             str(self.workdir / "mined"), english, str(self.workdir / "fid" / "clr_pt" / "{lang}"),
             self.settings.target_languages, num_passages=self.lengths["NUM_PASSAGES"], overwrite=True)
         return {lang: m["num_examples"] for lang, m in manifests.items()}
 
     def _all_passages(self) -> dict:
-        return fid_builders.load_passages(self.paths.corpus, corpus_io.corpus_languages(self.paths.corpus))
+        return builders.load_passages(self.paths.corpus, corpus_io.corpus_languages(self.paths.corpus))
 
     def _retriever_of(self, system: str):
         index = self.ledger.result(f"eval_{system}")["indexes"]["all"]
@@ -126,7 +128,7 @@ class DemoPipeline:
 
     def _mlqa_pt_fid(self) -> dict[str, int]:
         # The stage-1 retriever's top k (DESIGN §1.3); refreshes then re-retrieve with the model being trained.
-        manifests = fid_builders.write_mlqa_pt_fid_files(
+        manifests = builders.write_mlqa_pt_fid_files(
             str(self.workdir / "mined"), self._retriever_of("clr_pt"), self._all_passages(),
             str(self.workdir / "fid" / "mlqa_pt" / "{lang}"), self.settings.target_languages,
             num_passages=self.lengths["NUM_PASSAGES"], overwrite=True)

@@ -10,8 +10,8 @@ import os
 import pathlib
 from typing import Any, Sequence
 
-from class_jax.data import corpus_io
-from class_jax.data.language_scripts import expected_scripts
+from class_jax.corpus import corpus_io
+from class_jax.corpus.language_scripts import expected_scripts
 
 PLOTS = {"losses": "plot_losses.png", "retrieval": "plot_retrieval.png", "answers": "plot_answers.png"}
 HEADLINE_RECALL = "R@5"  # passage-count recall: sharper than R@2kt on the small demo corpus (see systems.py)

@@ -8,7 +8,7 @@ only override steps, warm-up and refresh periods, which the presets scale togeth
 import dataclasses
 from typing import Any
 
-from class_jax.data.demo_language import DEFAULT_LANGUAGES
+from class_jax.demo.world.language import DEFAULT_LANGUAGES
 
 
 @dataclasses.dataclass(frozen=True)

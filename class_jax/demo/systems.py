@@ -19,13 +19,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from class_jax.data import corpus_io
-from class_jax.data.teacher import BM25Teacher
+from class_jax.corpus import corpus_io
+from class_jax.mining.teacher import BM25Teacher
 from class_jax.evaluation import files, metrics, text, xor_retrieve
 from class_jax.evaluation.records import GoldQuestion
-from class_jax.retrieval import text_inputs
-from class_jax.tasks import fid_builders, query_sources
-from class_jax.trainer import gin_utils
+from class_jax.tasks import text_inputs
+from class_jax.fid import builders
+from class_jax.tasks import query_sources
+from class_jax.runtime import gin_utils
 
 RETRIEVAL_QUESTIONS = "xor_dev_retrieve_eng_span_v1_1.jsonl"
 ANSWER_QUESTIONS = "xor_dev_full_v1_1.jsonl"
@@ -169,7 +170,7 @@ def _ranked_texts(retriever: Any, questions: Sequence[GoldQuestion], passages: d
 
 def bm25_system(paths: DemoPaths, recall_at: Sequence[int], depth: int) -> dict[str, Any]:
     """BM25 over the English passages with the native-language question (retrieval only)."""
-    english = fid_builders.load_passages(paths.corpus, ["en"])
+    english = builders.load_passages(paths.corpus, ["en"])
     questions = query_sources.load_xor_questions(paths.questions / RETRIEVAL_QUESTIONS)
     ranked = _ranked_texts(BM25Teacher.build(english.values()), questions, english, depth)
     return {"retrieval": retrieval_report(questions, ranked, recall_at), "answers": None}
@@ -178,11 +179,11 @@ def bm25_system(paths: DemoPaths, recall_at: Sequence[int], depth: int) -> dict[
 def build_index(params_dir: pathlib.Path, paths: DemoPaths, languages: Sequence[str] | None,
                 out: pathlib.Path, passage_length: int) -> pathlib.Path:
     """`class-jax index` for a params directory (resumes a killed build; a complete index is kept)."""
-    from class_jax.retrieval import index_cli  # pylint: disable=import-outside-toplevel
+    from class_jax.retrieval import index_builder  # pylint: disable=import-outside-toplevel
     from class_jax.retrieval.corpus_source import CorpusSource  # pylint: disable=import-outside-toplevel
-    from class_jax.trainer.partitioning import Partitioner  # pylint: disable=import-outside-toplevel
+    from class_jax.runtime.partitioning import Partitioner  # pylint: disable=import-outside-toplevel
 
-    index_cli.build_index(str(params_dir), str(paths.vocab), CorpusSource.plan(paths.corpus, languages), str(out),
+    index_builder.build_index(str(params_dir), str(paths.vocab), CorpusSource.plan(paths.corpus, languages), str(out),
                           Partitioner(), batch_size=64, dtype="float32", passage_max_length=passage_length,
                           progress=False)
     return out
@@ -191,7 +192,7 @@ def build_index(params_dir: pathlib.Path, paths: DemoPaths, languages: Sequence[
 def index_retriever(params_dir: pathlib.Path, index_dir: pathlib.Path, paths: DemoPaths, query_length: int):
     """The model + its index as a retriever (the `class-jax retrieve` / `build-fid --retriever index` path)."""
     from class_jax.retrieval import retrieve  # pylint: disable=import-outside-toplevel
-    from class_jax.trainer.partitioning import Partitioner  # pylint: disable=import-outside-toplevel
+    from class_jax.runtime.partitioning import Partitioner  # pylint: disable=import-outside-toplevel
     return retrieve.IndexRetriever(str(index_dir), str(params_dir), str(paths.vocab), Partitioner(),
                                    batch_size=64, query_length=query_length)
 
@@ -199,7 +200,7 @@ def index_retriever(params_dir: pathlib.Path, index_dir: pathlib.Path, paths: De
 def write_question_fid(retriever: Any, question_file: pathlib.Path, passages: dict, out: pathlib.Path,
                        num_passages: int, with_target: bool) -> int:
     """`class-jax build-fid --kind questions`: the questions with the retriever's top k; returns the count."""
-    manifest = fid_builders.write_question_fid_files(
+    manifest = builders.write_question_fid_files(
         query_sources.load_xor_questions(question_file), retriever, passages, str(out), num_passages=num_passages,
         with_target=with_target, overwrite=True)
     return manifest["num_examples"]
@@ -240,12 +241,12 @@ def model_system(params_dir: pathlib.Path, paths: DemoPaths, out: pathlib.Path, 
     english_index = build_index(params_dir, paths, ["en"], out / "index_en", lengths["PASSAGE_LENGTH"])
     full_index = build_index(params_dir, paths, None, out / "index_all", lengths["PASSAGE_LENGTH"])
 
-    english = fid_builders.load_passages(paths.corpus, ["en"])
+    english = builders.load_passages(paths.corpus, ["en"])
     questions = query_sources.load_xor_questions(paths.questions / RETRIEVAL_QUESTIONS)
     retriever = index_retriever(params_dir, english_index, paths, lengths["QUERY_LENGTH"])
     retrieval = retrieval_report(questions, _ranked_texts(retriever, questions, english, depth), recall_at)
 
-    everything = fid_builders.load_passages(paths.corpus, corpus_io.corpus_languages(paths.corpus))
+    everything = builders.load_passages(paths.corpus, corpus_io.corpus_languages(paths.corpus))
     retriever = index_retriever(params_dir, full_index, paths, lengths["QUERY_LENGTH"])
     write_question_fid(retriever, paths.questions / ANSWER_QUESTIONS, everything, out / "dev_full_fid",
                        lengths["NUM_PASSAGES"], with_target=False)

@@ -10,7 +10,7 @@ import math
 import pathlib
 from typing import Any, Iterator
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation.records import AnswerPredictions, GoldQuestion, MkqaPrediction, RetrievalPrediction
 
 _GZIP_MAGIC = b"\x1f\x8b"

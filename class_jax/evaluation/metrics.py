@@ -9,7 +9,7 @@ question at all) is NaN. Per-language figures are named "<metric>_<lang>"; corre
 import math
 from typing import Any, Mapping, Optional, Sequence
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import files, mkqa, mkqa_apple, xor_engspan, xor_full, xor_retrieve
 from class_jax.evaluation.records import GoldQuestion, MkqaPrediction, RetrievalPrediction
 

@@ -14,7 +14,7 @@ Apple's official MKQA metric is a different one: `class_jax.evaluation.mkqa_appl
 import dataclasses
 from typing import Any, Iterable, Mapping, Sequence
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import files, xor_full
 from class_jax.evaluation.records import Coverage, GoldQuestion, merge_coverages, repeated_ids
 

@@ -31,7 +31,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import text
 from class_jax.evaluation.mkqa import MKQA_LANGUAGES, MkqaRecord
 from class_jax.evaluation.records import Coverage, MkqaPrediction, merge_coverages, repeated_ids

@@ -19,7 +19,7 @@ import threading
 import warnings
 from typing import Callable, Iterable, Sequence
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 
 # `string.punctuation`: the official scripts delete only these 32 ASCII characters, so e.g. "、" or "。" survive.
 ASCII_PUNCTUATION = frozenset(string.punctuation)

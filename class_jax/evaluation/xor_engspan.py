@@ -16,7 +16,7 @@ mislabelled file cannot lose questions unnoticed. There is no corrected variant:
 import dataclasses
 from typing import Mapping, Sequence
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import text
 from class_jax.evaluation.records import AnswerPredictions, Coverage, GoldQuestion, repeated_ids
 from class_jax.evaluation.xor_full import as_answer_predictions, reject_unknown_ids

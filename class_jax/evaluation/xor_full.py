@@ -25,7 +25,7 @@ import dataclasses
 import warnings
 from typing import Callable, Mapping, Sequence
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import text
 from class_jax.evaluation.records import AnswerPredictions, Coverage, GoldQuestion, repeated_ids
 

@@ -25,7 +25,7 @@ import multiprocessing
 import statistics
 from typing import Callable, Sequence
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import text
 from class_jax.evaluation.records import Coverage, GoldQuestion, RetrievalPrediction, repeated_ids
 

@@ -1,1 +1,14 @@
-"""class_jax.models."""
+"""class_jax.models: the CLASS mT5 encoder-decoder in Flax, its losses and decoding (T5X's model contract).
+
+Modules, in data-flow order:
+  config             ModelConfig: the network's hyper-parameters
+  dense_grads        a Dense matmul whose backward pass XLA:CPU compiles to plain GEMMs
+  layers             mT5 / T5.1.1 blocks with logical axis names on every parameter
+  network            the encoder-decoder: retriever split at encoder layer B, Fusion-in-Decoder reader
+  scoring            retrieval scores: pooled dot products (CLASS) and token max-sim (ReAtt)
+  losses             answer cross-entropy, retrieval distillation KLs, the retrieval target
+  decoding           greedy and beam decoding over a cached step function
+  base               the BaseModel contract the trainer, evaluator and retrieval code rely on
+  feature_converter  SeqIO task features -> CLASSModel batch features (imported on use: it pulls in TensorFlow)
+  class_model        CLASSModel: the BaseModel the trainer drives
+"""

@@ -98,6 +98,12 @@ class CLASSModel(BaseModel):
         self.eos_id = eos_id
         self.token_chunk_size = token_chunk_size
 
+    @property
+    def FEATURE_CONVERTER_CLS(self) -> type:  # pylint: disable=invalid-name  (T5X's name for it)
+        """The SeqIO converter of task features into this model's batch; imported on use (it pulls in TensorFlow)."""
+        from class_jax.models import feature_converter  # pylint: disable=import-outside-toplevel
+        return feature_converter.FiDFeatureConverter
+
     # ----------------------------------------------------------------------------------------------- init
     def get_initial_variables(self, rng: Array, input_shapes: Mapping[str, tuple[int, ...]],
                               input_types: Optional[Mapping[str, Any]] = None) -> PyTree:

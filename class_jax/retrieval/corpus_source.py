@@ -16,8 +16,8 @@ import os
 import pathlib
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
-from class_jax.data import corpus_io
-from class_jax.errors import UserError
+from class_jax.corpus import corpus_io
+from class_jax.runtime.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

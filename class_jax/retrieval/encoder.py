@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from class_jax.models.class_model import CLASSModel
-from class_jax.trainer.partitioning import Partitioner
+from class_jax.runtime.partitioning import Partitioner
 
 PyTree = Any
 

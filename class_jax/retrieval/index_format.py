@@ -31,8 +31,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from class_jax.data import corpus_io
-from class_jax.errors import UserError
+from class_jax.corpus import corpus_io
+from class_jax.runtime.errors import UserError
 
 FORMAT_VERSION = 1
 SPEC_FILE = "index_spec.json"

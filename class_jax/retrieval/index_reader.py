@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.retrieval import index_format
 from class_jax.retrieval.corpus_source import CorpusSource
 from class_jax.retrieval.model_identity import ModelIdentity

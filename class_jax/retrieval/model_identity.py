@@ -18,7 +18,7 @@ import numpy as np
 
 from class_jax.checkpoints import params_io
 from class_jax.models.config import ModelConfig
-from class_jax.trainer import tree_paths
+from class_jax.runtime import tree_paths
 
 # Parameters with at most this many elements are fingerprinted (norm scales, relative position biases).
 SMALL_PARAMETER_SIZE = 1 << 16

@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from class_jax.data import corpus_io
-from class_jax.errors import UserError
+from class_jax.corpus import corpus_io
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import files
 from class_jax.retrieval.corpus_source import PassageRecord
 

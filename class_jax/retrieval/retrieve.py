@@ -4,12 +4,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from class_jax.errors import UserError
-from class_jax.retrieval import loading, search, text_inputs
+from class_jax.runtime.errors import UserError
+from class_jax.retrieval import loaded_model, search
+from class_jax.tasks import text_inputs
 from class_jax.retrieval.encoder import RetrievalEncoder
 from class_jax.retrieval.index_reader import IndexReader
-from class_jax.retrieval.loading import LoadedModel
-from class_jax.trainer.partitioning import Partitioner
+from class_jax.retrieval.loaded_model import LoadedModel
+from class_jax.runtime.partitioning import Partitioner
 
 PyTree = Any
 
@@ -98,9 +99,9 @@ def load_model_for_index(index: IndexReader, checkpoint: str, vocabulary_path: O
     Raises:
       UserError: the vocabulary or the model differs from the index's.
     """
-    vocabulary, vocabulary_sha256 = loading.load_vocabulary(vocabulary_path, checkpoint)
+    vocabulary, vocabulary_sha256 = loaded_model.load_vocabulary(vocabulary_path, checkpoint)
     check_vocabulary(index, vocabulary_sha256, vocabulary_path)
-    loaded = loading.load_model(checkpoint, partitioner, vocabulary)
+    loaded = loaded_model.load_model(checkpoint, partitioner, vocabulary)
     index.check_model(loaded.identity)
     return vocabulary, loaded
 

@@ -1,16 +1,17 @@
 """class_jax.trainer: the T5X-style training, evaluation and inference jobs (Flax / MaxText sharding).
 
-Modules, one job each:
-  partitioning   mesh ('data', 'fsdp', 'model') incl. DCN/multi-slice, logical-axis rules, per-host batches
-  train_state    TrainState and its sharded initialisation (eval_shape -> logical shardings -> jit out_shardings)
-  train_step     the pure, donated, explicitly sharded step with microbatching (lax.fori_loop)
-  optimizers     AdamW / Adafactor, warm-up + linear / rsqrt / cosine schedules, clipping, weight-decay mask
+Modules, in data-flow order:
   data           SeqIO DatasetConfig / plain iterators, per-host shards, resumable DataFeed
-  checkpoints    Orbax CheckpointManager wrapper, fallback past unreadable steps
+  train_state    TrainState and its sharded initialisation (eval_shape -> logical shardings -> jit out_shardings)
+  fused_adamw    AdamW as one fused update per leaf
+  optimizers     AdamW / Adafactor, warm-up + linear / rsqrt / cosine schedules, clipping, weight-decay mask
+  train_step     the pure, donated, explicitly sharded step with microbatching (lax.fori_loop)
+  checkpointer   the Orbax CheckpointManager wrapper (`TrainCheckpointer`), fallback past unreadable steps
   param_sources  warm starts (params_io or another run, name mapping) and inference restores
-  hooks          periodic hooks (retrieval refresh) that may switch the training data
-  preemption     SIGTERM / SIGINT -> checkpoint at the current step and stop
+  hooks          periodic hooks (e.g. class_jax.fid.refresh) that may switch the training data
   metrics        throughput, MFU, stdout / metrics.jsonl / TensorBoard
-  distributed    jax.distributed.initialize from flags, environment or the cluster
-  train, evaluate, infer, export   the gin-configured jobs; *_cli the `class-jax` commands; gin_utils, commands
+  predictor      jitted, sharded decoding and scoring for eval / infer
+  train, evaluate, infer, export   the gin-configured jobs (run by `class-jax train|eval|infer|export`)
+Deprecated aliases, kept one release for old gin files: partitioning (now class_jax.runtime.partitioning),
+checkpoints (now checkpointer).
 """

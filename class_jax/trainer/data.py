@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Protocol
 import numpy as np
 
 from class_jax.models.base import BaseModel
-from class_jax.trainer.partitioning import HostBatchShard
+from class_jax.runtime.partitioning import HostBatchShard
 
 Batch = dict[str, np.ndarray]
 
@@ -87,34 +87,15 @@ class DatasetConfig:
     module: Optional[str] = None
 
 
-# Model class -> SeqIO feature converter class, for models that do not name one themselves (so model code need not
-# import SeqIO / TensorFlow); filled by the task packages, e.g. class_jax.tasks for CLASSModel.
-_FEATURE_CONVERTERS: dict[type, type] = {}
-
-
-def register_feature_converter(model_cls: type, converter_cls: type) -> None:
-    """Names the SeqIO feature converter that turns task features into `model_cls`'s batch features.
-
-    Args:
-      model_cls: a BaseModel subclass (subclasses inherit the registration).
-      converter_cls: a seqio.FeatureConverter subclass, constructed with `pack=...`.
-    """
-    _FEATURE_CONVERTERS[model_cls] = converter_cls
-
-
 def feature_converter_for(model: BaseModel, pack: bool = False) -> Any:
-    """The model's SeqIO feature converter: its `FEATURE_CONVERTER_CLS` (as in T5X), else the registered one.
+    """The model's SeqIO feature converter, named by its `FEATURE_CONVERTER_CLS` (as in T5X).
 
     Raises:
-      ValueError: if the model has neither.
+      ValueError: if the model names none.
     """
     converter_cls = getattr(model, "FEATURE_CONVERTER_CLS", None)
     if converter_cls is None:
-        converter_cls = next((_FEATURE_CONVERTERS[cls] for cls in type(model).__mro__ if cls in _FEATURE_CONVERTERS),
-                             None)
-    if converter_cls is None:
-        raise ValueError(f"{type(model).__name__} has no FEATURE_CONVERTER_CLS and none is registered "
-                         f"(class_jax.trainer.data.register_feature_converter); SeqIO datasets need one")
+        raise ValueError(f"{type(model).__name__} has no FEATURE_CONVERTER_CLS; SeqIO datasets need one")
     return converter_cls(pack=pack)
 
 

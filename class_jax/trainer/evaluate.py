@@ -22,7 +22,7 @@ from class_jax.trainer import data as data_lib
 from class_jax.trainer import metrics as metrics_lib
 from class_jax.trainer import param_sources
 from class_jax.trainer import train_state
-from class_jax.trainer.partitioning import Partitioner
+from class_jax.runtime.partitioning import Partitioner
 from class_jax.trainer.predictor import Predictor
 
 PyTree = Any

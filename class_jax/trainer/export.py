@@ -11,7 +11,7 @@ from typing import Optional
 
 import jax
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.models.base import BaseModel
 from class_jax.trainer import param_sources
 

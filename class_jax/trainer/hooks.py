@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 from class_jax.models.base import BaseModel
 from class_jax.trainer.data import DataSource
-from class_jax.trainer.partitioning import Partitioner
+from class_jax.runtime.partitioning import Partitioner
 
 PyTree = Any
 

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from class_jax.trainer import fused_adamw, tree_paths
+from class_jax.trainer import fused_adamw
+from class_jax.runtime import tree_paths
 
 PyTree = Any
 Schedule = Callable[[jax.Array | int], jax.Array]

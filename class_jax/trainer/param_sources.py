@@ -21,9 +21,9 @@ from typing import Any, Optional, Sequence
 import jax
 import numpy as np
 
-from class_jax.errors import UserError
-from class_jax.trainer import tree_paths
-from class_jax.trainer.checkpoints import CHECKPOINT_SUBDIR, PARAMS_ITEM, TrainCheckpointer, find_step_to_restore
+from class_jax.runtime.errors import UserError
+from class_jax.runtime import tree_paths
+from class_jax.trainer.checkpointer import CHECKPOINT_SUBDIR, PARAMS_ITEM, TrainCheckpointer, find_step_to_restore
 
 PyTree = Any
 NameMapping = Sequence[tuple[str, Optional[str]]]

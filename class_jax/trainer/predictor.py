@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from class_jax.models.base import BaseModel
-from class_jax.trainer.partitioning import Partitioner
+from class_jax.runtime.partitioning import Partitioner
 
 PyTree = Any
 Example = Mapping[str, np.ndarray]

@@ -24,18 +24,18 @@ import jax
 import numpy as np
 
 from class_jax.models.base import BaseModel
-from class_jax.trainer import checkpoints as checkpoints_lib
+from class_jax.trainer import checkpointer as checkpoints_lib
 from class_jax.trainer import data as data_lib
-from class_jax.trainer import gin_utils
+from class_jax.runtime import gin_utils
 from class_jax.trainer import hooks as hooks_lib
 from class_jax.trainer import metrics as metrics_lib
-from class_jax.trainer import partitioning
+from class_jax.runtime import partitioning
 from class_jax.trainer import param_sources
 from class_jax.trainer import train_state as train_state_lib
 from class_jax.trainer import train_step as train_step_lib
 from class_jax.trainer.optimizers import Optimizer
-from class_jax.trainer.partitioning import Partitioner
-from class_jax.trainer.preemption import PreemptionWatcher
+from class_jax.runtime.partitioning import Partitioner
+from class_jax.runtime.preemption import PreemptionWatcher
 
 PyTree = Any
 

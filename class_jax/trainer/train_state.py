@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from class_jax.models.base import BaseModel
-from class_jax.trainer import partitioning
+from class_jax.runtime import partitioning
 
 PyTree = Any
 

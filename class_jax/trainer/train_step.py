@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from class_jax.models.base import BaseModel
-from class_jax.trainer import partitioning
+from class_jax.runtime import partitioning
 from class_jax.trainer.optimizers import Optimizer
 from class_jax.trainer.train_state import StateLayout, TrainState
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import checkpoint_fixtures as fx
-from class_jax.checkpoints import hf_io, tensor_files
-from class_jax.errors import UserError
+from class_jax.checkpoints.hf import reader, tensor_files
+from class_jax.runtime.errors import UserError
 
 
 @pytest.fixture(name="hf_dir")
@@ -27,7 +27,7 @@ def test_missing_tensor_is_named(hf_dir):
     fx.write_tensors(hf_dir, tensors)
     with pytest.raises(UserError, match=r"missing 2 tensor\(s\): encoder.final_layer_norm.weight, "
                                         r"decoder.block.0.layer.1.EncDecAttention.v.weight"):
-        hf_io.load_hf_checkpoint(hf_dir)
+        reader.load_hf_checkpoint(hf_dir)
 
 
 def test_extra_tensor_is_named(hf_dir):
@@ -35,7 +35,7 @@ def test_extra_tensor_is_named(hf_dir):
     tensors["encoder.block.1.layer.0.SelfAttention.q.weight"] = torch.zeros(7, 10)  # a layer the config lacks
     fx.write_tensors(hf_dir, tensors)
     with pytest.raises(UserError, match=r"unexpected 1 tensor\(s\): encoder.block.1.layer.0.SelfAttention.q.weight"):
-        hf_io.load_hf_checkpoint(hf_dir)
+        reader.load_hf_checkpoint(hf_dir)
 
 
 def test_misshaped_tensor_is_named_with_both_shapes(hf_dir):
@@ -44,7 +44,7 @@ def test_misshaped_tensor_is_named_with_both_shapes(hf_dir):
     fx.write_tensors(hf_dir, tensors)
     with pytest.raises(UserError, match=r"encoder.block.0.layer.1.DenseReluDense.wo.weight \(10, 15\) "
                                         r"\(expected \(10, 14\)\)"):
-        hf_io.load_hf_checkpoint(hf_dir)
+        reader.load_hf_checkpoint(hf_dir)
 
 
 def test_untied_copy_of_the_embedding_is_refused(hf_dir):
@@ -52,7 +52,7 @@ def test_untied_copy_of_the_embedding_is_refused(hf_dir):
     tensors["decoder.embed_tokens.weight"] = tensors["shared.weight"] + 1
     fx.write_tensors(hf_dir, tensors)
     with pytest.raises(UserError, match="decoder.embed_tokens.weight differs from shared.weight"):
-        hf_io.load_hf_checkpoint(hf_dir)
+        reader.load_hf_checkpoint(hf_dir)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -65,15 +65,15 @@ def test_untied_copy_of_the_embedding_is_refused(hf_dir):
 def test_unsupported_config_says_so(hf_dir, changes, message):
     fx.edit_config(hf_dir, **changes)
     with pytest.raises(UserError, match=message):
-        hf_io.load_hf_checkpoint(hf_dir)
+        reader.load_hf_checkpoint(hf_dir)
 
 
 def test_directory_without_config_or_weights(tmp_path, hf_dir):
     with pytest.raises(UserError, match="no config.json"):
-        hf_io.load_hf_checkpoint(tmp_path)
+        reader.load_hf_checkpoint(tmp_path)
     (hf_dir / "model.safetensors").unlink()
     with pytest.raises(UserError, match="no weights found"):
-        hf_io.load_hf_checkpoint(hf_dir)
+        reader.load_hf_checkpoint(hf_dir)
 
 
 class _Payload:
@@ -115,7 +115,7 @@ def test_hf_dir_with_a_malicious_bin_fails_through_the_importer(hf_dir, tmp_path
     (hf_dir / "model.safetensors").unlink()
     torch.save({"shared.weight": torch.zeros(3, 2), "x": _Payload(tmp_path / "ran")}, hf_dir / "pytorch_model.bin")
     with pytest.raises(UserError, match="refusing to unpickle"):
-        hf_io.load_hf_checkpoint(hf_dir)
+        reader.load_hf_checkpoint(hf_dir)
     assert not (tmp_path / "ran").exists()
 
 

@@ -7,8 +7,9 @@ import pytest
 
 import checkpoint_fixtures as fx
 from class_jax import cli
-from class_jax.checkpoints import hf_mapping, params_io
-from class_jax.checkpoints.verify import TOLERANCE
+from class_jax.checkpoints.hf import mapping
+from class_jax.checkpoints import params_io
+from class_jax.checkpoints.hf.verify import TOLERANCE
 
 DIFF_KEYS = ("max_abs_diff_encoder", "max_abs_diff_logits", "max_abs_diff_loss")
 
@@ -40,7 +41,7 @@ def test_hf_to_class_jax_with_verify(hf_dir, tmp_path, capsys):
 
 
 def test_verify_catches_a_corrupted_tensor(hf_dir, tmp_path, capsys, monkeypatch):
-    faithful = hf_mapping.hf_to_params
+    faithful = mapping.hf_to_params
 
     def corrupting(*args, **kwargs):
         flat = faithful(*args, **kwargs)

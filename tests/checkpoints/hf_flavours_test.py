@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import checkpoint_fixtures as fx
-from class_jax.checkpoints import hf_io, param_layout
-from class_jax.errors import UserError
+from class_jax.checkpoints.hf import reader
+from class_jax.checkpoints import param_layout
+from class_jax.runtime.errors import UserError
 
 
 @pytest.fixture(name="hf_dir")
@@ -18,7 +19,7 @@ def fixture_hf_dir(tmp_path):
 def test_class_checkpoint_imports_pooled_retriever(hf_dir):
     state = fx.read_tensors(hf_dir)
     extras = fx.make_class_checkpoint(hf_dir, block=1, n_passages=7)
-    imported = hf_io.load_hf_checkpoint(hf_dir)
+    imported = reader.load_hf_checkpoint(hf_dir)
     assert imported.config.retrieval_mode == "pooled" and imported.config.retriever_layer == 1
     assert imported.report.initialised == []
     prefix = "encoder.block.1.layer.0"
@@ -36,7 +37,7 @@ def test_class_checkpoint_imports_pooled_retriever(hf_dir):
 
 def test_class_retriever_layer_found_from_tensors_when_config_lacks_it(hf_dir):
     fx.make_class_checkpoint(hf_dir, block=0, write_layer_key=False)
-    imported = hf_io.load_hf_checkpoint(hf_dir)
+    imported = reader.load_hf_checkpoint(hf_dir)
     assert imported.config.retriever_layer == 0
     assert any("taken from the tensors' block (0)" in note for note in imported.report.notes)
 
@@ -45,12 +46,12 @@ def test_class_config_and_tensors_disagreeing_on_the_layer_is_refused(hf_dir):
     fx.make_class_checkpoint(hf_dir, block=1)
     fx.edit_config(hf_dir, retriever_layer=0)
     with pytest.raises(UserError, match="retriever_layer=0 but the retriever tensors are in encoder block 1"):
-        hf_io.load_hf_checkpoint(hf_dir)
+        reader.load_hf_checkpoint(hf_dir)
 
 
 def test_reatt_checkpoint_imports_token_mode(hf_dir):
     fx.make_reatt_checkpoint(hf_dir, layer=1, head=2)
-    imported = hf_io.load_hf_checkpoint(hf_dir)
+    imported = reader.load_hf_checkpoint(hf_dir)
     config = imported.config
     assert (config.retrieval_mode, config.retriever_layer, config.retrieval_head) == ("token", 1, 2)
     assert not set(param_layout.RETRIEVER_PARAMS) & set(imported.params)
@@ -61,11 +62,11 @@ def test_reatt_checkpoint_imports_token_mode(hf_dir):
 def test_reatt_head_outside_the_model_is_refused(hf_dir):
     fx.make_reatt_checkpoint(hf_dir, layer=1, head=3)  # the model has 3 heads
     with pytest.raises(UserError, match="retrieval_head=3 outside"):
-        hf_io.load_hf_checkpoint(hf_dir)
+        reader.load_hf_checkpoint(hf_dir)
 
 
 def test_plain_checkpoint_gets_a_reported_retriever(hf_dir):
-    imported = hf_io.load_hf_checkpoint(hf_dir, seed=5)
+    imported = reader.load_hf_checkpoint(hf_dir, seed=5)
     config = imported.config
     assert config.retrieval_mode == "pooled" and config.retriever_layer_index == config.num_encoder_layers // 2
     created = {entry["param"]: entry for entry in imported.report.initialised}
@@ -76,14 +77,14 @@ def test_plain_checkpoint_gets_a_reported_retriever(hf_dir):
     assert kernel.shape == (16, 15) and "std=emb_dim**-0.5" in created["encoder/retriever/query_proj/kernel"]["init"]
     assert abs(float(np.std(kernel)) - 16 ** -0.5) < 0.05
     # Reproducible from the recorded seed, different across seeds.
-    again = hf_io.load_hf_checkpoint(hf_dir, seed=5).params["encoder/retriever/query_proj/kernel"]
-    other = hf_io.load_hf_checkpoint(hf_dir, seed=6).params["encoder/retriever/query_proj/kernel"]
+    again = reader.load_hf_checkpoint(hf_dir, seed=5).params["encoder/retriever/query_proj/kernel"]
+    other = reader.load_hf_checkpoint(hf_dir, seed=6).params["encoder/retriever/query_proj/kernel"]
     np.testing.assert_array_equal(again, kernel)
     assert not np.array_equal(other, kernel)
 
 
 def test_overrides_switch_a_plain_checkpoint_to_token_mode(hf_dir):
-    imported = hf_io.load_hf_checkpoint(hf_dir, overrides={"retrieval_mode": "token", "retriever_layer": 1,
+    imported = reader.load_hf_checkpoint(hf_dir, overrides={"retrieval_mode": "token", "retriever_layer": 1,
                                                            "dropout_rate": 0.0})
     assert imported.config.retrieval_mode == "token" and imported.config.dropout_rate == 0.0
     assert imported.report.initialised == []

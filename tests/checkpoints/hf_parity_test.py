@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import checkpoint_fixtures as fx
-from class_jax.checkpoints import hf_io, param_layout, verify
+from class_jax.checkpoints.hf import reader, verify
+from class_jax.checkpoints import param_layout
 
 # Each architecture once (a JAX compile each); every file format is also checked against the others below.
 PARITY_CASES = [
@@ -20,7 +21,7 @@ PARITY_CASES = [
 def test_imported_model_matches_transformers(tmp_path, spec, weights):
     model = fx.build_hf_model(spec)
     fx.save_hf(model, tmp_path / "hf", weights)
-    imported = hf_io.load_hf_checkpoint(tmp_path / "hf")
+    imported = reader.load_hf_checkpoint(tmp_path / "hf")
     assert imported.config.num_heads == spec["num_heads"]
     assert imported.config.logits_via_embedding == (spec["kind"] == "t5" and spec["tie_word_embeddings"])
     params = param_layout.unflatten(imported.params)
@@ -57,7 +58,7 @@ def test_every_weights_format_imports_the_same_parameters(tmp_path):
     imported = {}
     for weights in ("safetensors", "sharded", "bin", "sharded_bin"):
         fx.save_hf(model, tmp_path / weights, weights)
-        imported[weights] = hf_io.load_hf_checkpoint(tmp_path / weights)
+        imported[weights] = reader.load_hf_checkpoint(tmp_path / weights)
     reference = imported["safetensors"]
     state = {name: tensor.detach().numpy() for name, tensor in model.state_dict().items()}
     # Spot-check values against the torch model itself (kernels are transposed).

@@ -8,9 +8,10 @@ import pytest
 from safetensors.numpy import load_file
 
 import checkpoint_fixtures as fx
-from class_jax.checkpoints import export, hf_io, param_layout, params_io
+from class_jax.checkpoints.hf import export, reader
+from class_jax.checkpoints import param_layout, params_io
 from class_jax.checkpoints.import_report import ImportReport
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 
 
 def _hf_numpy(directory) -> dict[str, np.ndarray]:
@@ -22,7 +23,7 @@ def test_class_checkpoint_hf_round_trip_is_exact(tmp_path, spec):
     source = tmp_path / "source"
     fx.save_hf(fx.build_hf_model(spec), source)
     fx.make_class_checkpoint(source, block=1, n_passages=9)
-    imported = hf_io.load_hf_checkpoint(source)
+    imported = reader.load_hf_checkpoint(source)
     exported = export.export_hf(tmp_path / "exported", param_layout.unflatten(imported.params), imported.config,
                                 source_hf_config=imported.report.source_hf_config)
     before, after = _hf_numpy(source), _hf_numpy(exported)
@@ -33,13 +34,13 @@ def test_class_checkpoint_hf_round_trip_is_exact(tmp_path, spec):
     assert config["architectures"] == ["RRForConditionalGeneration"]
     assert (config["retriever_layer"], config["n_passages"]) == (1, 9)
     assert config["model_type"] == spec["kind"]
-    assert hf_io.load_hf_checkpoint(exported).config == imported.config
+    assert reader.load_hf_checkpoint(exported).config == imported.config
 
 
 def test_plain_hf_round_trip_adds_only_the_reported_retriever(tmp_path):
     source = tmp_path / "source"
     fx.save_hf(fx.build_hf_model(fx.MT5_GATED), source)
-    imported = hf_io.load_hf_checkpoint(source)
+    imported = reader.load_hf_checkpoint(source)
     exported = export.export_hf(tmp_path / "exported", param_layout.unflatten(imported.params), imported.config,
                                 source_hf_config=imported.report.source_hf_config)
     before, after = _hf_numpy(source), _hf_numpy(exported)
@@ -55,7 +56,7 @@ def test_reatt_hf_round_trip_keeps_its_keys(tmp_path):
     source = tmp_path / "source"
     fx.save_hf(fx.build_hf_model(fx.T5_GATED_SILU_ONE_HEAD), source)
     fx.make_reatt_checkpoint(source, layer=0, head=0)
-    imported = hf_io.load_hf_checkpoint(source)
+    imported = reader.load_hf_checkpoint(source)
     exported = export.export_hf(tmp_path / "exported", param_layout.unflatten(imported.params), imported.config,
                                 source_hf_config=imported.report.source_hf_config)
     before, after = _hf_numpy(source), _hf_numpy(exported)
@@ -69,7 +70,7 @@ def test_orbax_round_trip_is_exact(tmp_path):
     source = tmp_path / "source"
     fx.save_hf(fx.build_hf_model(fx.MT5_GATED), source)
     (source / "spiece.model").write_bytes(b"sentencepiece bytes")
-    imported = hf_io.load_hf_checkpoint(source)
+    imported = reader.load_hf_checkpoint(source)
     assert imported.spiece_model == source / "spiece.model"
     params = param_layout.unflatten(imported.params)
     written = params_io.save_params(tmp_path / "ours", params, imported.config, report=imported.report,
@@ -91,7 +92,7 @@ def test_orbax_round_trip_is_exact(tmp_path):
 def test_save_params_refuses_to_clobber_and_overwrites_on_request(tmp_path):
     source = tmp_path / "source"
     fx.save_hf(fx.build_hf_model(fx.T5_GATED_SILU_ONE_HEAD), source)
-    imported = hf_io.load_hf_checkpoint(source)
+    imported = reader.load_hf_checkpoint(source)
     params = param_layout.unflatten(imported.params)
     params_io.save_params(tmp_path / "ours", params, imported.config)
     with pytest.raises(UserError, match="already exists"):
@@ -106,7 +107,7 @@ def test_save_params_refuses_to_clobber_and_overwrites_on_request(tmp_path):
 def test_load_params_restores_into_a_sharded_target(tmp_path):
     source = tmp_path / "source"
     fx.save_hf(fx.build_hf_model(fx.T5_GATED_SILU_ONE_HEAD), source)
-    imported = hf_io.load_hf_checkpoint(source)
+    imported = reader.load_hf_checkpoint(source)
     params_io.save_params(tmp_path / "ours", param_layout.unflatten(imported.params), imported.config)
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -126,7 +127,7 @@ def test_load_params_restores_into_a_sharded_target(tmp_path):
 def test_saving_params_that_do_not_fit_the_config_is_refused(tmp_path):
     source = tmp_path / "source"
     fx.save_hf(fx.build_hf_model(fx.T5_GATED_SILU_ONE_HEAD), source)
-    imported = hf_io.load_hf_checkpoint(source)
+    imported = reader.load_hf_checkpoint(source)
     flat = dict(imported.params)
     del flat["decoder/decoder_norm/scale"]
     with pytest.raises(UserError, match="missing 1 parameter.*decoder/decoder_norm/scale"):

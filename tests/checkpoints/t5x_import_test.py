@@ -6,8 +6,9 @@ import pytest
 import tensorstore as ts
 from flax import serialization
 
-from class_jax.checkpoints import param_layout, t5x_io, verify
-from class_jax.errors import UserError
+from class_jax.checkpoints import param_layout, t5x as t5x_io
+from class_jax.checkpoints.hf import verify
+from class_jax.runtime.errors import UserError
 
 FIXTURE = "fixtures/t5x/test_t5_tiny.checkpoint_0"
 

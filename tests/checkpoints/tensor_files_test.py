@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from class_jax.checkpoints import tensor_files
+from class_jax.checkpoints.hf import tensor_files
 
 
 def _reference_tensors() -> dict[str, torch.Tensor]:

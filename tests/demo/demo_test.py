@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from class_jax.demo import ledger
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 
 
 def _environment() -> dict[str, str]:

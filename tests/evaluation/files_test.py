@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import files
 
 

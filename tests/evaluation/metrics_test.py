@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import metrics
 
 METRIC_FNS = [metrics.xor_retrieve_recall, metrics.xor_full_f1_em_bleu, metrics.xor_engspan_f1_em,

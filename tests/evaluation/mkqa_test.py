@@ -2,7 +2,7 @@
 
 import pytest
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import files, mkqa
 from class_jax.evaluation.records import GoldQuestion
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import xor_full
 from class_jax.evaluation.records import AnswerPredictions, GoldQuestion
 

@@ -8,7 +8,7 @@ import pytest
 
 from class_jax import cli
 from class_jax.models.class_model import CLASSModel
-from class_jax.retrieval import text_inputs
+from class_jax.tasks import text_inputs
 from class_jax.retrieval.index_reader import IndexReader
 import retrieval_fixtures as fx
 import xla_cache

@@ -6,7 +6,7 @@ import pytest
 from class_jax import cli
 from class_jax.checkpoints import params_io
 from class_jax.models.class_model import CLASSModel
-from class_jax.retrieval import text_inputs
+from class_jax.tasks import text_inputs
 from class_jax.tasks import fid_files
 from class_jax.tasks import query_sources
 import retrieval_fixtures as fx

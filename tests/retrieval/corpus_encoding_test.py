@@ -6,12 +6,13 @@ import jax
 import numpy as np
 import pytest
 
-from class_jax.errors import UserError
-from class_jax.retrieval import corpus_encoder, index_format, loading, retrieve, text_inputs
+from class_jax.runtime.errors import UserError
+from class_jax.retrieval import index_builder, index_format, loaded_model, retrieve
+from class_jax.tasks import text_inputs
 from class_jax.retrieval.corpus_source import CorpusSource
 from class_jax.retrieval.encoder import RetrievalEncoder
 from class_jax.retrieval.index_reader import IndexReader
-from class_jax.trainer.partitioning import Partitioner
+from class_jax.runtime.partitioning import Partitioner
 import retrieval_fixtures as fx
 
 SHARD_SIZE = 5  # 23 passages -> 5 shards, the last one short, several straddling passages files
@@ -19,9 +20,9 @@ SHARD_SIZE = 5  # 23 passages -> 5 shards, the last one short, several straddlin
 
 def _build(checkpoint, corpus_root, out, vocabulary, *, devices=8, dtype="float32", batch_size=8):
     partitioner = Partitioner(devices=jax.devices()[:devices])
-    loaded = loading.load_model(str(checkpoint), partitioner, vocabulary)
+    loaded = loaded_model.load_model(str(checkpoint), partitioner, vocabulary)
     encoder = RetrievalEncoder(loaded.model, loaded.params, partitioner, batch_size, dtype=dtype)
-    return corpus_encoder.encode_corpus(encoder, vocabulary, CorpusSource.plan(corpus_root), out, loaded.identity,
+    return index_builder.encode_corpus(encoder, vocabulary, CorpusSource.plan(corpus_root), out, loaded.identity,
                                         "vocab-sha", dtype=dtype, shard_size=SHARD_SIZE, progress=False)
 
 
@@ -118,7 +119,7 @@ def test_token_mode_stores_per_token_vectors_and_lengths(token_checkpoint, corpu
     assert lengths.max() == 200  # the long passages were cut at 200 tokens
 
     # Retrieval over the token index (max-sim on device) ranks passages as the model's own scores do.
-    loaded = loading.load_model(str(token_checkpoint), Partitioner(), vocabulary)
+    loaded = loaded_model.load_model(str(token_checkpoint), Partitioner(), vocabulary)
     questions = ["river city king", "song film"]
     query_side = retrieve.encode_queries(RetrievalEncoder(loaded.model, loaded.params, Partitioner(), 8),
                                          vocabulary, questions)

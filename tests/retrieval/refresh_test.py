@@ -8,11 +8,13 @@ import jax
 import numpy as np
 import pytest
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.models.class_model import CLASSModel
-from class_jax.retrieval import refresh, refresh_queries, refresh_rounds, text_inputs
+from class_jax.fid import refresh, refresh_queries, refresh_rounds
+from class_jax.tasks import text_inputs
 from class_jax.tasks import fid_files, fid_tasks
-from class_jax.trainer import checkpoints, data, hooks, optimizers, partitioning, train
+from class_jax.trainer import checkpointer, data, hooks, optimizers, train
+from class_jax.runtime import partitioning
 import retrieval_fixtures as fx
 import xla_cache
 
@@ -92,7 +94,7 @@ def _train(setup, model_dir: pathlib.Path, total_steps: int, **refresh_overrides
                                              module="class_jax.tasks"),
         partitioner=partitioning.Partitioner(), model_dir=str(model_dir), total_steps=total_steps,
         optimizer=optimizers.adamw(optimizers.learning_rate_schedule(1e-2, 100, warmup_steps=1)),
-        checkpoint_cfg=checkpoints.CheckpointConfig(save_every_steps=2, keep=10, async_save=False),
+        checkpoint_cfg=checkpointer.CheckpointConfig(save_every_steps=2, keep=10, async_save=False),
         log_period=1, tensorboard=False, peak_flops_per_device=1e9,
         hooks=[hooks.PeriodicHook(recorder, every_steps=EVERY, run_at_start=True, name="passage_refresh")])
     return result, recorder
@@ -294,7 +296,7 @@ def test_pruning_keeps_the_newest_rounds_and_those_checkpoints_resume_into(unint
 def _bound_refresh_hooks(stage: str, *bindings: str) -> list:
     """The REFRESH_HOOKS a demo stage file builds (with test values for what it requires)."""
     import gin  # pylint: disable=import-outside-toplevel
-    from class_jax.trainer import gin_utils  # pylint: disable=import-outside-toplevel
+    from class_jax.runtime import gin_utils  # pylint: disable=import-outside-toplevel
     gin_utils.parse_gin([stage], [
         "NUM_EMBEDDINGS = 32", f"VOCAB_PATH = '{fx.VOCAB_PATH}'", "MODEL_DIR = '/tmp/run'",
         "MLQA_PT_FID_DIRS = '/data/mlqa_pt/{lang}'", "TRAIN_FID_DIRS = '/data/xor_full'",

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from class_jax import cli
-from class_jax.data import corpus_io
+from class_jax.corpus import corpus_io
 from class_jax.evaluation import files, xor_retrieve
-from class_jax.retrieval import text_inputs
+from class_jax.tasks import text_inputs
 from class_jax.retrieval.index_reader import IndexReader
 import retrieval_fixtures as fx
 

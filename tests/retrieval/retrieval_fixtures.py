@@ -13,7 +13,7 @@ import seqio
 import seqio.test_utils
 
 from class_jax.checkpoints import params_io
-from class_jax.data import corpus_io
+from class_jax.corpus import corpus_io
 from class_jax.models.class_model import CLASSModel
 from class_jax.models.config import ModelConfig
 

@@ -6,7 +6,7 @@ import pytest
 
 from class_jax.retrieval import search
 from class_jax.retrieval.index_reader import IdTable
-from class_jax.trainer.partitioning import Partitioner
+from class_jax.runtime.partitioning import Partitioner
 import retrieval_fixtures as fx
 
 

@@ -5,7 +5,7 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from class_jax.retrieval import text_inputs
+from class_jax.tasks import text_inputs
 
 LONG_TEXT = " ".join(["mountain river"] * 80)
 

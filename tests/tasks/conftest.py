@@ -15,7 +15,7 @@ def test_vocab():
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> dict[str, pathlib.Path]:
     """A small demo wiki, its ingested corpus and a vocabulary trained on it."""
-    from class_jax.data import demo_wiki  # pylint: disable=import-outside-toplevel
+    from class_jax.demo.world import wiki as demo_wiki  # pylint: disable=import-outside-toplevel
     from class_jax.tasks import vocab  # pylint: disable=import-outside-toplevel
     root = tmp_path_factory.mktemp("demo")
     demo_wiki.make_demo_wiki(root / "wiki", size="small", seed=0)

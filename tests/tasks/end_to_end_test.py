@@ -9,14 +9,14 @@ import pathlib
 
 import pytest
 
-from class_jax.data import corpus_io
-from class_jax.data.teacher import BM25Teacher
+from class_jax.corpus import corpus_io
+from class_jax.mining.teacher import BM25Teacher
 from class_jax.evaluation import metrics
 import class_jax.tasks  # noqa: F401  (registers CLASSModel's feature converter)
-from class_jax.tasks import fid_builders
+from class_jax.fid import builders
 from class_jax.tasks import fid_files
 from class_jax.tasks import query_sources
-from class_jax.trainer import gin_utils
+from class_jax.runtime import gin_utils
 import class_jax.trainer.evaluate as eval_script
 import class_jax.trainer.train as train_script
 from conftest import DEMO_VOCAB_SIZE
@@ -46,14 +46,14 @@ def _evaluate(gin_file: str, bindings: list[str]) -> dict:
 
 def _write_question_fid(path: pathlib.Path, question_file: pathlib.Path, retriever, passages, with_target: bool):
     questions = query_sources.load_xor_questions(question_file)
-    fid_builders.write_question_fid_files(questions, retriever, passages, str(path), num_passages=K,
+    builders.write_question_fid_files(questions, retriever, passages, str(path), num_passages=K,
                                           with_target=with_target, num_shards=2)
     return questions
 
 
 @pytest.fixture(scope="module")
 def english_bm25(demo):
-    passages = fid_builders.load_passages(demo["corpus"], corpus_io.corpus_languages(demo["corpus"]))
+    passages = builders.load_passages(demo["corpus"], corpus_io.corpus_languages(demo["corpus"]))
     return BM25Teacher.build(p for p in passages.values() if p.lang == "en"), passages
 
 
@@ -100,15 +100,15 @@ class PerLanguageBM25:
 
 @pytest.mark.slow
 def test_every_demo_stage_in_order(demo, english_bm25, tmp_path):
-    from class_jax.data import mining_pipeline  # pylint: disable=import-outside-toplevel
+    from class_jax.mining import pipeline  # pylint: disable=import-outside-toplevel
     teacher, passages = english_bm25
     languages = ["de", "ja"]
     mined = tmp_path / "mined"
-    mining_pipeline.run_mining(mining_pipeline.MiningConfig(
+    pipeline.run_mining(pipeline.MiningConfig(
         corpus=str(demo["corpus"]), out=str(mined), langs=tuple(languages),
-        teacher=mining_pipeline.TeacherSettings(k=K),
+        teacher=pipeline.TeacherSettings(k=K),
         audit_sample=0, progress=False))
-    fid_builders.write_clr_pt_fid_files(str(mined), passages, str(tmp_path / "clr_pt_fid" / "{lang}"), languages,
+    builders.write_clr_pt_fid_files(str(mined), passages, str(tmp_path / "clr_pt_fid" / "{lang}"), languages,
                                         num_passages=K)
     clr_pt = _train("demo/clr_pt.gin", _demo_bindings(demo) + [
         f"MODEL_DIR = '{tmp_path / 'clr_pt'}'", f"CLR_PT_FID_DIRS = '{tmp_path / 'clr_pt_fid' / '{lang}'}'",
@@ -116,7 +116,7 @@ def test_every_demo_stage_in_order(demo, english_bm25, tmp_path):
     assert {"loss/kl_teacher_en", "loss/kl_teacher_xx", "loss/kl_en_xx"} <= set(clr_pt.last_metrics)
 
     for lang in languages:
-        fid_builders.write_mlqa_pt_fid_files(str(mined), PerLanguageBM25(passages, lang), passages,
+        builders.write_mlqa_pt_fid_files(str(mined), PerLanguageBM25(passages, lang), passages,
                                              str(tmp_path / "mlqa_pt_fid" / "{lang}"), [lang], num_passages=K)
     mlqa_pt = _train("demo/mlqa_pt.gin", _demo_bindings(demo) + [
         f"MODEL_DIR = '{tmp_path / 'mlqa_pt'}'", f"MLQA_PT_FID_DIRS = '{tmp_path / 'mlqa_pt_fid' / '{lang}'}'",

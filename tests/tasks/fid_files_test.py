@@ -7,7 +7,7 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.tasks import fid_files
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import seqio
 
-from class_jax.errors import UserError
-from class_jax.retrieval import text_inputs
-from class_jax.tasks import feature_converters
+from class_jax.runtime.errors import UserError
+from class_jax.tasks import text_inputs
+from class_jax.models import feature_converter as feature_converters
 from class_jax.tasks import fid_files
 from class_jax.tasks import fid_tasks
 from class_jax.tasks import vocab

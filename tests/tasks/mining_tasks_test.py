@@ -3,11 +3,11 @@
 import pytest
 import seqio
 
-from class_jax.data import mining_io
-from class_jax.data.types import Passage
-from class_jax.errors import UserError
-from class_jax.retrieval import text_inputs
-from class_jax.tasks import fid_builders
+from class_jax.mining import dataset_io
+from class_jax.corpus.types import Passage
+from class_jax.runtime.errors import UserError
+from class_jax.tasks import text_inputs
+from class_jax.fid import builders
 from class_jax.tasks import fid_files
 from class_jax.tasks import fid_tasks
 
@@ -54,8 +54,8 @@ def _mlqa_pt_record(lang: str, i: int) -> dict:
 @pytest.fixture()
 def mined(tmp_path):
     root = str(tmp_path / "mined")
-    mining_io.write_shard(root, "clr_pt_teacher", "ja", 0, 1, [_clr_pt_record("ja", i) for i in range(5)])
-    mining_io.write_shard(root, "mlqa_pt", "ja", 0, 1, [_mlqa_pt_record("ja", i) for i in range(4)])
+    dataset_io.write_shard(root, "clr_pt_teacher", "ja", 0, 1, [_clr_pt_record("ja", i) for i in range(5)])
+    dataset_io.write_shard(root, "mlqa_pt", "ja", 0, 1, [_mlqa_pt_record("ja", i) for i in range(4)])
     return root
 
 
@@ -66,11 +66,11 @@ def _examples(task_name, lengths):
 
 def test_clr_pt_fid_task_from_mined_teacher_records(mined, tmp_path, test_vocab):
     template = str(tmp_path / "clr_pt_fid" / "{lang}")
-    manifests = fid_builders.write_clr_pt_fid_files(mined, PASSAGES, template, ["ja"], num_passages=K)
+    manifests = builders.write_clr_pt_fid_files(mined, PASSAGES, template, ["ja"], num_passages=K)
     assert manifests["ja"]["num_examples"] == 5 and manifests["ja"]["has"]["teacher_scores"]
     fid_tasks.register_language_mixture("test_clr_pt", template, ["ja"], "clr_pt", vocabulary=test_vocab)
     examples = _examples("test_clr_pt_ja", STAGE1_LENGTHS)
-    for record in mining_io.read_dataset(mined, "clr_pt_teacher", "ja"):
+    for record in dataset_io.read_dataset(mined, "clr_pt_teacher", "ja"):
         example = examples[record["qid"]]
         assert example["query_tokens"].tolist() == text_inputs.query_ids(test_vocab, record["target_cloze"], 16)
         assert example["english_query_tokens"].tolist() == \
@@ -85,9 +85,9 @@ def test_clr_pt_fid_task_from_mined_teacher_records(mined, tmp_path, test_vocab)
 
 def test_mlqa_pt_fid_task_excludes_the_source_passage(mined, tmp_path, test_vocab):
     template = str(tmp_path / "mlqa_pt_fid" / "{lang}")
-    fid_builders.write_mlqa_pt_fid_files(mined, OverlapRetriever("ja"), PASSAGES, template, ["ja"], num_passages=K)
+    builders.write_mlqa_pt_fid_files(mined, OverlapRetriever("ja"), PASSAGES, template, ["ja"], num_passages=K)
     written = {e.id: e for e in fid_files.read_fid_examples(template.format(lang="ja"))}
-    for record in mining_io.read_dataset(mined, "mlqa_pt", "ja"):
+    for record in dataset_io.read_dataset(mined, "mlqa_pt", "ja"):
         example = written[record["qid"]]
         assert len(example.passages) == K and example.source_passage_id == record["source_passage_id"]
         assert record["source_passage_id"] not in [p.id for p in example.passages]
@@ -100,10 +100,10 @@ def test_mlqa_pt_fid_task_excludes_the_source_passage(mined, tmp_path, test_voca
 
 def test_mined_input_errors_name_the_problem(mined, tmp_path):
     with pytest.raises(UserError, match="no mined clr_pt_teacher records for 'ko'"):
-        fid_builders.write_clr_pt_fid_files(mined, PASSAGES, str(tmp_path / "{lang}"), ["ko"], num_passages=K)
+        builders.write_clr_pt_fid_files(mined, PASSAGES, str(tmp_path / "{lang}"), ["ko"], num_passages=K)
     with pytest.raises(UserError, match=r"CLR-PT record 1 \(qid 'clr-ja-0000'\): passage 'en:0:0' is not in"):
-        fid_builders.write_clr_pt_fid_files(mined, {}, str(tmp_path / "{lang}"), ["ja"], num_passages=K)
+        builders.write_clr_pt_fid_files(mined, {}, str(tmp_path / "{lang}"), ["ja"], num_passages=K)
     record = _clr_pt_record("ja", 0)
     del record["teacher_scores"]
     with pytest.raises(UserError, match="needs teacher_passage_ids and teacher_scores"):
-        list(fid_builders.fid_examples_from_clr_pt([record], PASSAGES))
+        list(builders.fid_examples_from_clr_pt([record], PASSAGES))

@@ -7,9 +7,9 @@ import pytest
 import seqio
 import tensorflow_datasets as tfds
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.evaluation import mkqa
-from class_jax.retrieval import text_inputs
+from class_jax.tasks import text_inputs
 from class_jax.tasks import query_sources
 from class_jax.tasks import query_tasks
 from class_jax.tasks import vocab

@@ -4,11 +4,11 @@ import gin
 import pytest
 import seqio
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.models import class_model
 from class_jax.tasks import fid_tasks
 from class_jax.trainer import data
-from class_jax.trainer import gin_utils
+from class_jax.runtime import gin_utils
 
 CLR_PT_LANGUAGES = ["ar", "bn", "de", "es", "fi", "fr", "it", "ja", "ko", "ru", "te", "ta", "ml", "kn", "zh"]
 FID_LENGTHS = {"query_tokens": 50, "passage_tokens": (100, 200), "targets": 50}

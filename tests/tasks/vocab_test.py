@@ -3,7 +3,7 @@
 import sentencepiece as spm
 import pytest
 
-from class_jax.errors import UserError
+from class_jax.runtime.errors import UserError
 from class_jax.tasks import vocab
 from conftest import DEMO_VOCAB_SIZE
 

@@ -9,11 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from class_jax.errors import UserError
-from class_jax.trainer import checkpoints
+from class_jax.runtime.errors import UserError
+from class_jax.trainer import checkpointer as checkpoints
 from class_jax.trainer import data
 from class_jax.trainer import param_sources
-from class_jax.trainer import partitioning
+from class_jax.runtime import partitioning
 from class_jax.trainer import train_state
 from class_jax.trainer.train_state import TrainState
 import trainer_test_model as tm

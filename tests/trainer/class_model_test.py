@@ -10,8 +10,8 @@ from class_jax.models.class_model import CLASSModel
 from class_jax.models.config import ModelConfig
 from class_jax.trainer import data
 from class_jax.trainer import export
-from class_jax.trainer import gin_utils
-from class_jax.trainer import partitioning
+from class_jax.runtime import gin_utils
+from class_jax.runtime import partitioning
 import trainer_testing
 
 CONFIG = ModelConfig(vocab_size=64, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32, num_encoder_layers=2,

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from class_jax.trainer import checkpoints
+from class_jax.trainer import checkpointer as checkpoints
 from class_jax.trainer import param_sources
 import trainer_testing
 

@@ -11,7 +11,7 @@ from seqio import test_utils as seqio_test_utils
 from class_jax.trainer import data
 from class_jax.trainer import evaluate
 from class_jax.trainer import infer
-from class_jax.trainer import partitioning
+from class_jax.runtime import partitioning
 import trainer_test_model as tm
 import trainer_testing
 

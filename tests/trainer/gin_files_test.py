@@ -6,9 +6,9 @@ import gin
 import jax
 import pytest
 
-from class_jax.gin_paths import gin_dir
-from class_jax.trainer import gin_utils
-from class_jax.trainer import partitioning
+from class_jax.runtime.gin_paths import gin_dir
+from class_jax.runtime import gin_utils
+from class_jax.runtime import partitioning
 
 GIN_DIR = gin_dir()
 GIN_FILES = sorted(pathlib.Path(GIN_DIR).rglob("*.gin"))

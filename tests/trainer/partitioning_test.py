@@ -11,7 +11,7 @@ from jax.sharding import PartitionSpec as P
 from class_jax.models.class_model import CLASSModel
 from class_jax.models.config import ModelConfig
 from class_jax.trainer import optimizers
-from class_jax.trainer import partitioning
+from class_jax.runtime import partitioning
 import trainer_testing
 
 

@@ -3,7 +3,7 @@
 import os
 import signal
 
-from class_jax.trainer.preemption import PreemptionWatcher
+from class_jax.runtime.preemption import PreemptionWatcher
 
 
 def test_a_signal_before_the_inner_watcher_is_seen_by_it_and_the_outermost_starts_clear():

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from class_jax.trainer import optimizers
-from class_jax.trainer import partitioning
+from class_jax.runtime import partitioning
 from class_jax.trainer import train_state
 from class_jax.trainer import train_step
 import trainer_test_model as tm

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from class_jax.trainer import checkpoints
+from class_jax.trainer import checkpointer as checkpoints
 from class_jax.trainer import data
 from class_jax.trainer import hooks
-from class_jax.trainer import partitioning
+from class_jax.runtime import partitioning
 import trainer_test_model as tm
 import trainer_testing
 

@@ -5,8 +5,8 @@ import argparse
 import pytest
 
 from class_jax import cli
-from class_jax.trainer import distributed
-from class_jax.trainer import gin_utils
+from class_jax.runtime import distributed
+from class_jax.runtime import gin_utils
 from class_jax.trainer import metrics
 
 
@@ -64,7 +64,7 @@ def test_peak_flops_prefers_gin_then_datasheet_then_measurement():
     assert source == "measured" and measured > 1e6
 
 
-def test_feature_converters_come_from_the_model_or_the_registry():
+def test_feature_converters_come_from_the_model():
     from class_jax.trainer import data  # pylint: disable=import-outside-toplevel
     import trainer_test_model as tm  # pylint: disable=import-outside-toplevel
 
@@ -75,12 +75,11 @@ def test_feature_converters_come_from_the_model_or_the_registry():
     class Plain(tm.TinyEncDecModel):
         FEATURE_CONVERTER_CLS = None
 
-    class Derived(Plain):
-        pass
+    class Named(Plain):
+        FEATURE_CONVERTER_CLS = Converter
 
-    with pytest.raises(ValueError, match="register_feature_converter"):
+    with pytest.raises(ValueError, match="FEATURE_CONVERTER_CLS"):
         data.feature_converter_for(Plain())
-    data.register_feature_converter(Plain, Converter)
-    converter = data.feature_converter_for(Derived(), pack=True)
+    converter = data.feature_converter_for(Named(), pack=True)
     assert isinstance(converter, Converter) and converter.pack
     assert type(data.feature_converter_for(tm.TinyEncDecModel())).__name__ == "EncDecFeatureConverter"

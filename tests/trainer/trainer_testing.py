@@ -46,7 +46,7 @@ def loss_trajectory(model_dir: pathlib.Path) -> dict[int, float]:
 def tiny_sharding_partitioner(gin_file: str, **bindings):
     """A Partitioner configured by one of the repository's gin/sharding files (plus optional macro bindings)."""
     import gin  # pylint: disable=import-outside-toplevel
-    from class_jax.trainer import gin_utils, partitioning  # pylint: disable=import-outside-toplevel
+    from class_jax.runtime import gin_utils, partitioning  # pylint: disable=import-outside-toplevel
     gin_utils.parse_gin([gin_file], [f"{name} = {value!r}" for name, value in bindings.items()])
     try:
         return gin.get_configurable(partitioning.Partitioner)()
@@ -57,7 +57,7 @@ def tiny_sharding_partitioner(gin_file: str, **bindings):
 def train_tiny(model_dir: pathlib.Path, partitioner, total_steps: int = 4, global_batch_size: int = 8,
                config=None, **train_kwargs):
     """Trains the tiny model on synthetic data with train.train (log every step, no TensorBoard)."""
-    from class_jax.trainer import checkpoints, data, optimizers, train  # pylint: disable=import-outside-toplevel
+    from class_jax.trainer import checkpointer, data, optimizers, train  # pylint: disable=import-outside-toplevel
     import trainer_test_model as tm  # pylint: disable=import-outside-toplevel
     kwargs = dict(
         model=tm.TinyEncDecModel(config or tm.TinyConfig(dropout_rate=0.1)),
@@ -66,7 +66,7 @@ def train_tiny(model_dir: pathlib.Path, partitioner, total_steps: int = 4, globa
         # The optimizer of testdata/tiny_train.gin (whatever total_steps is), so that in-process runs, CLI runs and
         # runs of other lengths compile the same step and share the XLA cache entry.
         optimizer=optimizers.adamw(optimizers.learning_rate_schedule(1e-2, TINY_TRAIN_STEPS, warmup_steps=2)),
-        checkpoint_cfg=checkpoints.CheckpointConfig(save_every_steps=2, keep=10, async_save=False),
+        checkpoint_cfg=checkpointer.CheckpointConfig(save_every_steps=2, keep=10, async_save=False),
         log_period=1, tensorboard=False, peak_flops_per_device=1e9)
     kwargs.update(train_kwargs)
     return train.train(**kwargs)

@@ -1,0 +1,101 @@
+"""`class-jax build-fid`: the FiD example directories a stage trains or evaluates on.
+
+    --kind clr_pt     mined CLR-PT records with the teacher's passages  -> one directory per language (stage 1)
+    --kind mlqa_pt    mined MLQA-PT questions + a retriever's top-k       -> one directory per language (stage 2)
+    --kind questions  XOR-TyDi jsonl / NQ-open csv questions + top-k     -> one directory (fine-tuning, evaluation)
+
+Retrievers: `bm25` (English passages only, no model needed) or `index` (a class_jax checkpoint and the index it
+built with `class-jax index`; any language). `--out` may hold `{lang}` for the per-language kinds.
+"""
+
+import argparse
+import pathlib
+from typing import Any
+
+from class_jax.commands import common
+from class_jax.mining.teacher import BM25Teacher
+from class_jax.runtime.errors import UserError
+from class_jax.fid import builders
+from class_jax.tasks import query_sources
+from class_jax.runtime import distributed
+from class_jax.runtime import gin_utils
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", required=True, choices=("clr_pt", "mlqa_pt", "questions"))
+    parser.add_argument("--corpus", required=True, help="ingested corpus root (class-jax ingest)")
+    parser.add_argument("--out", required=True, help="output directory; may contain {lang} for clr_pt / mlqa_pt")
+    parser.add_argument("--langs", nargs="+", default=None,
+                        help="languages of the mined records (clr_pt / mlqa_pt) or of the passages to load")
+    parser.add_argument("--mined", help="output of `class-jax mine` (clr_pt / mlqa_pt)")
+    parser.add_argument("--questions", help="XOR-TyDi jsonl or NQ-open csv (questions)")
+    parser.add_argument("--eval", action="store_true", help="questions: leave targets empty (evaluation files)")
+    parser.add_argument("--k", type=int, default=100, help="passages per query")
+    parser.add_argument("--num_shards", type=int, default=1)
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--retriever", choices=("bm25", "index"), default="bm25")
+    parser.add_argument("--passage_langs", nargs="+", default=["en"],
+                        help="languages whose passages the retriever searches and the records may name")
+    # Dense retrieval (--retriever index).
+    parser.add_argument("--checkpoint", help="class_jax params directory (--retriever index)")
+    parser.add_argument("--index", help="index directory from `class-jax index` (--retriever index)")
+    parser.add_argument("--vocab", default=None, help="SentencePiece model (default: the checkpoint's)")
+    parser.add_argument("--backend", choices=("device", "faiss"), default="device")
+    parser.add_argument("--batch_size", type=int, default=64, help="questions encoded per step over all devices")
+    parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    gin_utils.add_gin_arguments(parser)  # an optional gin/sharding file for the dense encoder
+    distributed.add_arguments(parser)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.k < 1:
+        raise UserError(f"--k {args.k} must be >= 1")
+    if args.kind in ("clr_pt", "mlqa_pt") and not (args.mined and args.langs):
+        raise UserError(f"--kind {args.kind} needs --mined DIR and --langs")
+    if args.kind == "questions" and not args.questions:
+        raise UserError("--kind questions needs --questions FILE")
+    if args.retriever == "index" and not (args.checkpoint and args.index):
+        raise UserError("--retriever index needs --checkpoint and --index")
+    if not pathlib.Path(args.corpus).is_dir():
+        raise UserError(f"--corpus {args.corpus}: no such directory")
+
+
+def _retriever(args: argparse.Namespace, passages: dict) -> Any:
+    if args.retriever == "index":
+        # Imported here: jax and model loading are only needed for dense retrieval.
+        from class_jax.retrieval import loaded_model, retrieve  # pylint: disable=import-outside-toplevel
+        return retrieve.IndexRetriever(args.index, args.checkpoint, args.vocab, common.start_model_command(args),
+                                       args.batch_size, args.backend)
+    if set(args.passage_langs) != {"en"}:
+        raise UserError("--retriever bm25 searches English passages only: use --passage_langs en or --retriever index")
+    return BM25Teacher.build(passages.values())
+
+
+def _load_questions(path: str) -> list:
+    if path.endswith(".csv"):
+        return query_sources.load_nq_csv(path, pathlib.Path(path).stem)
+    return query_sources.load_xor_questions(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Builds the FiD directories and prints where they are and how many examples each holds."""
+    _check(args)
+    passages = builders.load_passages(args.corpus, args.passage_langs)
+    if not passages:
+        raise UserError(f"{args.corpus}: no passages in {', '.join(args.passage_langs)}")
+    if args.kind == "clr_pt":
+        manifests = builders.write_clr_pt_fid_files(args.mined, passages, args.out, args.langs,
+                                                        num_passages=args.k, num_shards=args.num_shards,
+                                                        overwrite=args.overwrite)
+    elif args.kind == "mlqa_pt":
+        manifests = builders.write_mlqa_pt_fid_files(args.mined, _retriever(args, passages), passages, args.out,
+                                                         args.langs, num_passages=args.k,
+                                                         num_shards=args.num_shards, overwrite=args.overwrite)
+    else:
+        manifests = {"": builders.write_question_fid_files(
+            _load_questions(args.questions), _retriever(args, passages), passages, args.out, num_passages=args.k,
+            with_target=not args.eval, num_shards=args.num_shards, overwrite=args.overwrite)}
+    for lang, manifest in sorted(manifests.items()):
+        print(f"{args.out.replace('{lang}', lang) if lang else args.out}: {manifest['num_examples']} examples, "
+              f"k = {manifest['num_passages']}")
+    return 0

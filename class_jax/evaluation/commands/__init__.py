@@ -1,1 +1,0 @@
-"""`class-jax eval-*` commands: thin wrappers that read files, call the scorers and print their reports."""

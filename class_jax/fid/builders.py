@@ -1,0 +1,227 @@
+"""FiD examples from questions or mined records plus a retriever's passages (input of `write_fid_examples`).
+
+    questions (XOR-TyDi, NQ, MKQA, demo)  + retriever top-k   -> fine-tuning / evaluation FiD examples
+    CLR-PT records with teacher passages (class-jax mine)     -> stage-1 FiD examples (passages fixed)
+    MLQA-PT records (class-jax mine)      + retriever top-k   -> stage-2 FiD examples (own source passage excluded)
+
+A retriever is anything with `top_k(queries, k) -> [(passage_ids, scores), ...]` best first (the stage-1 teacher
+interface, class_jax.mining.teacher.Teacher; BM25Teacher is one). Passages are looked up by id in a mapping (e.g.
+`load_passages` over an ingested corpus). `write_clr_pt_fid_files` / `write_mlqa_pt_fid_files` turn the output
+of `class-jax mine` (class_jax/mining/dataset_io.py) into the per-language FiD directories the stage gin files name.
+"""
+
+import itertools
+import os
+from typing import Iterable, Iterator, Mapping, Optional, Protocol, Sequence
+
+from class_jax.corpus import corpus_io
+from class_jax.mining import dataset_io
+from class_jax.corpus.types import Passage
+from class_jax.runtime.errors import UserError
+from class_jax.evaluation.records import GoldQuestion
+from class_jax.tasks import fid_files
+from class_jax.tasks.fid_files import FiDExample, FiDPassage
+
+
+class Retriever(Protocol):
+    """What the builders need from a retriever (class_jax.mining.teacher.Teacher satisfies it)."""
+
+    def top_k(self, queries: Sequence[str], k: int) -> list[tuple[list[str], list[float]]]:
+        """Per query, (passage ids, scores), best first."""
+
+
+def load_passages(corpus_dir: str | os.PathLike, languages: Sequence[str]) -> dict[str, Passage]:
+    """Passage id -> passage for the given languages of an ingested corpus."""
+    return {p.passage_id: p for lang in languages for p in corpus_io.iter_passages(corpus_dir, lang)}
+
+
+def _attach(passage_ids: Sequence[str], scores: Sequence[float], passages: Mapping[str, Passage],
+            where: str) -> tuple[FiDPassage, ...]:
+    attached = []
+    for passage_id, score in zip(passage_ids, scores):
+        passage = passages.get(passage_id)
+        if passage is None:
+            raise UserError(f"{where}: passage {passage_id!r} is not in the passage collection")
+        attached.append(FiDPassage(id=passage_id, title=passage.title, text=passage.text, score=float(score)))
+    return tuple(attached)
+
+
+def _batches(items: Iterable, batch_size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, batch_size)):
+        yield batch
+
+
+def fid_examples_for_questions(questions: Iterable[GoldQuestion], retriever: Retriever,
+                               passages: Mapping[str, Passage], k: int, *, with_target: bool = True,
+                               batch_size: int = 256) -> Iterator[FiDExample]:
+    """Attaches each question's top-k passages.
+
+    Args:
+      questions: the questions (query-level readers in tasks/query_sources.py).
+      retriever: see the module docstring.
+      passages: id -> passage.
+      k: passages per question.
+      with_target: train on the first answer (fine-tuning); False leaves the target empty (evaluation files).
+      batch_size: questions per retriever call.
+
+    Yields:
+      FiD examples in question order.
+
+    Raises:
+      UserError: the retriever returns a passage id missing from `passages`.
+    """
+    for batch in _batches(questions, batch_size):
+        retrieved = retriever.top_k([q.question for q in batch], k)
+        for question, (ids, scores) in zip(batch, retrieved):
+            yield FiDExample(id=question.id, lang=question.lang, question=question.question,
+                             answers=tuple(question.answers), target=question.answers[0] if with_target else "",
+                             passages=_attach(ids, scores, passages, f"question {question.id!r}"))
+
+
+def _field(record: Mapping, name: str, where: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str):
+        raise UserError(f"{where}: field {name!r} is missing or not a string")
+    return value
+
+
+def fid_examples_from_clr_pt(records: Iterable[Mapping], passages: Mapping[str, Passage], *,
+                             answer_field: str = "answer") -> Iterator[FiDExample]:
+    """Stage-1 examples from CLR-PT records carrying the teacher's passages (`class-jax mine` with a teacher).
+
+    The query is the target-language cloze, the English query the English cloze, the passages and teacher scores
+    the teacher's top k for the English cloze.
+
+    Args:
+      records: dicts with qid, lang, english_cloze, target_cloze, the answer field, teacher_passage_ids and
+        teacher_scores (class_jax/mining/dataset_io.py CLR_PT_TEACHER_FEATURES).
+      passages: id -> English passage.
+      answer_field: the answer decoded from the target-language query: "answer" (the English anchor, what the
+        English passages contain) or "target_answer".
+
+    Yields:
+      FiD examples in record order.
+
+    Raises:
+      UserError: a record lacks a field, or names a passage not in `passages`.
+    """
+    for number, record in enumerate(records, start=1):
+        where = f"CLR-PT record {number} (qid {record.get('qid')!r})"
+        ids, scores = record.get("teacher_passage_ids"), record.get("teacher_scores")
+        if not isinstance(ids, (list, tuple)) or not isinstance(scores, (list, tuple)) or len(ids) != len(scores):
+            raise UserError(f"{where}: needs teacher_passage_ids and teacher_scores of equal length (attach the "
+                            f"teacher's passages first)")
+        answer = _field(record, answer_field, where)
+        yield FiDExample(id=_field(record, "qid", where), lang=_field(record, "lang", where),
+                         question=_field(record, "target_cloze", where), answers=(answer,), target=answer,
+                         english_question=_field(record, "english_cloze", where),
+                         teacher_scores=tuple(float(s) for s in scores),
+                         passages=_attach(ids, scores, passages, where))
+
+
+def fid_examples_from_mlqa_pt(records: Iterable[Mapping], retriever: Retriever, passages: Mapping[str, Passage],
+                              k: int, *, batch_size: int = 256,
+                              source_field: Optional[str] = "source_passage_id") -> Iterator[FiDExample]:
+    """Stage-2 examples from MLQA-PT records: the generated question with its top-k passages but its own source.
+
+    Args:
+      records: dicts with qid, lang, question, answer and the source passage id (class_jax/mining/dataset_io.py
+        MLQA_PT_FEATURES).
+      retriever: see the module docstring.
+      passages: id -> passage.
+      k: passages per question (k + 1 are retrieved so that dropping the source passage still leaves k).
+      batch_size: questions per retriever call.
+      source_field: the record field naming the source passage (None: none is excluded).
+
+    Yields:
+      FiD examples in record order.
+
+    Raises:
+      UserError: a record lacks a field, or the retriever names an unknown passage.
+    """
+    numbered = enumerate(records, start=1)
+    for batch in _batches(numbered, batch_size):
+        checked = []
+        for number, record in batch:
+            where = f"MLQA-PT record {number} (qid {record.get('qid')!r})"
+            source = (record.get(source_field) or "") if source_field else ""
+            checked.append((where, _field(record, "qid", where), _field(record, "lang", where),
+                            _field(record, "question", where), _field(record, "answer", where), source))
+        retrieved = retriever.top_k([item[3] for item in checked], k + 1)
+        for (where, qid, lang, question, answer, source), (ids, scores) in zip(checked, retrieved):
+            kept = [(i, s) for i, s in zip(ids, scores) if i != source][:k]
+            yield FiDExample(id=qid, lang=lang, question=question, answers=(answer,), target=answer,
+                             source_passage_id=source if source_field else None,
+                             passages=_attach([i for i, _ in kept], [s for _, s in kept], passages, where))
+
+
+def _mined_records(mined_root: str, dataset: str, lang: str) -> Iterator[dict]:
+    """The records `class-jax mine` wrote for one dataset and language.
+
+    Raises:
+      UserError: the language has no shard of that dataset.
+    """
+    if not dataset_io.jsonl_shards(mined_root, dataset, lang):
+        raise UserError(f"{dataset_io.join(mined_root, dataset, lang)}: no mined {dataset} records for {lang!r} "
+                        f"(run `class-jax mine --langs {lang}` with the stage that writes them)")
+    return dataset_io.read_dataset(mined_root, dataset, lang)
+
+
+def write_clr_pt_fid_files(mined_root: str, passages: Mapping[str, Passage], out_template: str,
+                           languages: Sequence[str], *, num_passages: int, num_shards: int = 1,
+                           answer_field: str = "answer", overwrite: bool = False) -> dict[str, dict]:
+    """Stage-1 FiD directories ("{lang}" in `out_template`) from `class-jax mine`'s clr_pt_teacher records.
+
+    Returns:
+      lang -> the written manifest.
+
+    Raises:
+      UserError: a language without mined records, or a bad record (see `fid_examples_from_clr_pt`).
+    """
+    manifests = {}
+    for lang in languages:
+        examples = fid_examples_from_clr_pt(_mined_records(mined_root, "clr_pt_teacher", lang), passages,
+                                            answer_field=answer_field)
+        manifests[lang] = fid_files.write_fid_examples(
+            examples, out_template.format(lang=lang), num_shards, num_passages=num_passages, overwrite=overwrite,
+            metadata={"source": dataset_io.join(mined_root, "clr_pt_teacher", lang), "answer_field": answer_field})
+    return manifests
+
+
+def write_mlqa_pt_fid_files(mined_root: str, retriever: Retriever, passages: Mapping[str, Passage],
+                            out_template: str, languages: Sequence[str], *, num_passages: int, num_shards: int = 1,
+                            overwrite: bool = False) -> dict[str, dict]:
+    """Stage-2 FiD directories ("{lang}" in `out_template`) from `class-jax mine`'s mlqa_pt records, with the
+    retriever's passages (the initial retrieval; refresh rounds write their own).
+
+    Returns:
+      lang -> the written manifest.
+
+    Raises:
+      UserError: a language without mined records, or a bad record (see `fid_examples_from_mlqa_pt`).
+    """
+    manifests = {}
+    for lang in languages:
+        examples = fid_examples_from_mlqa_pt(_mined_records(mined_root, "mlqa_pt", lang), retriever, passages,
+                                             num_passages)
+        manifests[lang] = fid_files.write_fid_examples(
+            examples, out_template.format(lang=lang), num_shards, num_passages=num_passages, overwrite=overwrite,
+            metadata={"source": dataset_io.join(mined_root, "mlqa_pt", lang)})
+    return manifests
+
+
+def write_question_fid_files(questions: Sequence[GoldQuestion], retriever: Retriever, passages: Mapping[str, Passage],
+                             out_dir: str, *, num_passages: int, with_target: bool, num_shards: int = 1,
+                             overwrite: bool = False) -> dict:
+    """One FiD directory of questions with the retriever's top k (fine-tuning, or evaluation without targets).
+
+    Returns:
+      The written manifest.
+
+    Raises:
+      UserError: the retriever returns a passage id missing from `passages`.
+    """
+    return fid_files.write_fid_examples(
+        fid_examples_for_questions(questions, retriever, passages, num_passages, with_target=with_target),
+        out_dir, num_shards, num_passages=num_passages, overwrite=overwrite)
