@@ -12,10 +12,14 @@ and raises `class_jax.runtime.errors.UserError` for bad input, which is printed 
 import argparse
 import importlib
 import sys
+from types import ModuleType
 from typing import Sequence
 
 from class_jax.runtime import host_malloc
 from class_jax.runtime.errors import UserError
+
+# `--gin.NAME=VALUE` binds a gin name (class_jax.runtime.gin_utils, not imported here: it pulls in JAX); never renamed.
+GIN_OVERRIDE_PREFIX = "--gin."
 
 # name -> (module in class_jax.commands, one-line help), in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,6 +52,54 @@ def _top_level_help() -> str:
     return "\n".join(lines)
 
 
+def make_parser(command: str) -> tuple[ModuleType, argparse.ArgumentParser]:
+    """Imports the module of `command` (a key of COMMANDS) and builds its argument parser.
+
+    Returns:
+        The command's module and its parser (which sets args.command to `command`).
+    """
+    module_name, help_text = COMMANDS[command]
+    module = importlib.import_module(f"class_jax.commands.{module_name}")
+    parser = argparse.ArgumentParser(prog=f"class-jax {command}", description=help_text)
+    module.add_arguments(parser)
+    parser.set_defaults(command=command)
+    return module, parser
+
+
+def rewrite_deprecated_flags(parser: argparse.ArgumentParser, args: Sequence[str]) -> list[str]:
+    """Turns the old hyphenated spellings of flags (`--records-per-shard[=N]`) into the snake_case ones.
+
+    Every flag is spelled in snake_case (as T5X spells them). For one release, `--foo-bar` and `--foo-bar=VALUE` are
+    still accepted, with a one-line warning on stderr, when `--foo_bar` is an option of `parser` and `--foo-bar` is
+    not. Values are never touched (an argument starting with `--` is an option to argparse, never a separate value;
+    `--flag=--x-y` keeps its value), nor gin overrides (`--gin.NAME=VALUE`), nor anything after `--` (e.g. Apache
+    Beam options of `class-jax mine`). Unknown flags are left for argparse to reject.
+
+    Args:
+        parser: the command's parser.
+        args: the command's arguments (without the command name).
+
+    Returns:
+        `args` with the deprecated spellings replaced.
+    """
+    actions = parser._actions  # pylint: disable=protected-access  (argparse has no public list of its options)
+    known = {option for action in actions for option in action.option_strings}
+    rewritten = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            rewritten.extend(args[index:])
+            break
+        name, equals, value = arg.partition("=")
+        if name.startswith("--") and not name.startswith(GIN_OVERRIDE_PREFIX) and "-" in name[2:] and name not in known:
+            new_name = "--" + name[2:].replace("-", "_")
+            if new_name in known:
+                print(f"{parser.prog}: warning: {name} is deprecated and will be removed; use {new_name}",
+                      file=sys.stderr)
+                arg = new_name + equals + value
+        rewritten.append(arg)
+    return rewritten
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script.
 
@@ -69,12 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"class-jax: error: unknown command {command!r}\n\n{_top_level_help()}", file=sys.stderr)
         return 2
-    module_name, help_text = COMMANDS[command]
-    module = importlib.import_module(f"class_jax.commands.{module_name}")
-    parser = argparse.ArgumentParser(prog=f"class-jax {command}", description=help_text)
-    module.add_arguments(parser)
-    parser.set_defaults(command=command)
-    args = parser.parse_args(argv[1:])
+    module, parser = make_parser(command)
+    args = parser.parse_args(rewrite_deprecated_flags(parser, argv[1:]))
     try:
         return int(module.run(args) or 0)
     except UserError as e:

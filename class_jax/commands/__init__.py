@@ -1,7 +1,8 @@
 """class_jax.commands: the `class-jax` subcommands, one module each (the top floor: it may import any package).
 
 A command module provides `add_arguments(parser)` and `run(args) -> exit code`, parses flags in snake_case (as
-T5X does), and leaves the work to the package that owns it. Modules, in pipeline order:
+T5X does; `class_jax.cli` accepts the old hyphenated spellings for one release, with a deprecation warning), and
+leaves the work to the package that owns it. Modules, in pipeline order:
   common             logging, multi-process start-up, gin flags; the flags of commands that load a model
   make_demo_wiki     the generated demo wiki (class_jax.demo.world)
   ingest             Wikipedia dumps -> corpus (class_jax.corpus)

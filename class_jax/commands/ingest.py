@@ -32,23 +32,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="corpus root; the language is written to OUT/LANG/")
     parser.add_argument("--langlinks", help="the language's langlinks.sql(.gz) dump")
     parser.add_argument("--wikidata", nargs="+", default=[], help="Wikidata JSON files (entities with sitelinks)")
-    parser.add_argument("--pages-per-shard", type=int, default=ingest.IngestSettings.pages_per_shard,
+    parser.add_argument("--pages_per_shard", type=int, default=ingest.IngestSettings.pages_per_shard,
                         help="dump pages per output shard (the unit of resumption)")
-    parser.add_argument("--units-per-passage", type=int, default=None,
+    parser.add_argument("--units_per_passage", type=int, default=None,
                         help="words per passage (characters for ja/zh/th...); default: the language's")
-    parser.add_argument("--passages-from-disambiguation", action="store_true",
+    parser.add_argument("--passages_from_disambiguation", action="store_true",
                         help="also cut passages from disambiguation pages")
-    parser.add_argument("--drop-red-links", action="store_true", help="drop links to pages missing from the dump")
-    parser.add_argument("--invalid-bytes", choices=("error", "replace"), default="error",
+    parser.add_argument("--drop_red_links", action="store_true", help="drop links to pages missing from the dump")
+    parser.add_argument("--invalid_bytes", choices=("error", "replace"), default="error",
                         help="bytes invalid in the dump's encoding: stop with an error, or replace and count them")
-    parser.add_argument("--language-profile", metavar="JSON",
+    parser.add_argument("--language_profile", metavar="JSON",
                         help="JSON file overriding the language's markers, e.g. {\"disambiguation_templates\": "
                              "[\"dab\"], \"list_title\": \"^List of \", \"dropped_sections\": [\"notes\"]}")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes cleaning pages in parallel (outputs do not depend on it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier ingestion of this language made from another dump or settings")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
 
 
 def _read_profile(path: str) -> dict:
