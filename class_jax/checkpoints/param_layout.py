@@ -2,9 +2,9 @@
 
 Every importer checks the tensors it finds against this description before building anything, so a checkpoint
 with missing, extra or mis-shaped tensors is refused with the offending names instead of failing later inside
-the model. The names follow T5X's `t5x/examples/t5/network.py` plus the CLASS retriever
-(`encoder/retriever/...`, pooled mode only); `tests/checkpoints` checks this description against the shapes the
-Flax model itself initialises.
+the model. The names follow T5X's `t5x/examples/t5/network.py` plus the retriever kind's own parameters
+(`RetrieverKind.param_shapes`: `encoder/retriever/...`, pooled mode only); `tests/checkpoints` checks this
+description against the shapes the Flax model itself initialises.
 
 Parameters are handled flat, as {"encoder/layers_0/attention/query/kernel": array}, and nested only at the edges
 (the model and Orbax want the nested "params" tree).
@@ -14,18 +14,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from class_jax.models import retrievers
 from class_jax.models.config import ModelConfig
 
 Shape = tuple[int, ...]
 FlatParams = dict[str, np.ndarray]
 
-# The pooled-mode retriever: absent from every public T5 / mT5 / ReAtt checkpoint, so the only parameters an
-# importer may create (see `new_params.py`); anything else missing is an error.
-RETRIEVER_PARAMS = (
-    "encoder/retriever/query_proj/kernel",
-    "encoder/retriever/passage_proj/kernel",
-    "encoder/retriever/layer_norm/scale",
-)
+# The retriever kinds' own parameters (the pooled-mode head): absent from every public T5 / mT5 / ReAtt
+# checkpoint, so the only parameters an importer may create (see `import_report.add_new_parameters`); anything
+# else missing is an error.
+RETRIEVER_PARAMS = tuple(path for kind in retrievers.kinds() for path in kind.param_paths)
 
 
 def mlp_kernel_names(config: ModelConfig) -> list[str]:
@@ -68,10 +66,7 @@ def expected_shapes(config: ModelConfig) -> dict[str, Shape]:
         shapes[f"{layer}/pre_mlp_layer_norm/scale"] = (emb,)
         shapes.update(_mlp_shapes(f"{layer}/mlp", config))
     shapes["encoder/encoder_norm/scale"] = (emb,)
-    if config.retrieval_mode == "pooled":
-        shapes["encoder/retriever/query_proj/kernel"] = (emb, config.retrieval_dim)
-        shapes["encoder/retriever/passage_proj/kernel"] = (emb, config.retrieval_dim)
-        shapes["encoder/retriever/layer_norm/scale"] = (config.retrieval_dim,)
+    shapes.update(retrievers.get_retriever(config).param_shapes(config))
 
     shapes["decoder/relpos_bias/rel_embedding"] = (heads, buckets)
     for i in range(config.num_decoder_layers):

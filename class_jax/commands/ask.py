@@ -22,7 +22,7 @@ from class_jax.commands import common
 from class_jax.checkpoints import params_io
 from class_jax.runtime.errors import UserError
 from class_jax.models.class_model import CLASSModel
-from class_jax.retrieval import loaded_model, retrieve
+from class_jax.retrieval import retrieve
 from class_jax.tasks import text_inputs
 from class_jax.retrieval.corpus_source import PassageRecord
 from class_jax.retrieval.encoder import RetrievalEncoder

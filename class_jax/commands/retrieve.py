@@ -15,7 +15,7 @@ import jax
 
 from class_jax.commands import common
 from class_jax.runtime.errors import UserError
-from class_jax.retrieval import loaded_model, predictions, retrieve, search
+from class_jax.retrieval import predictions, retrieve
 from class_jax.retrieval.encoder import RetrievalEncoder
 from class_jax.retrieval.index_reader import IndexReader
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"--batch_size {args.batch_size}: {e}") from e
     query_vectors = retrieve.encode_queries(encoder, vocabulary, [q.question for q in queries])
-    backend = search.resolve_backend(args.backend, token_mode=index.retrieval_mode == "token")
+    backend = retrieve.resolve_backend(index, args.backend)
     # faiss runs on one process only; the device search is an SPMD program every process joins.
     if backend == "faiss" and jax.process_index() != 0:
         return 0

@@ -6,6 +6,8 @@ Modules, in data-flow order:
   layers             mT5 / T5.1.1 blocks with logical axis names on every parameter
   network            the encoder-decoder: retriever split at encoder layer B, Fusion-in-Decoder reader
   scoring            retrieval scores: pooled dot products (CLASS) and token max-sim (ReAtt)
+  retrievers         the retriever kinds ("pooled", "token"), chosen by retrieval_mode: each owns its read-out at
+                     layer B, head, vectors, scores, parameter names, HF keys and index arrays
   losses             answer cross-entropy, retrieval distillation KLs, the retrieval target
   decoding           greedy and beam decoding over a cached step function
   base               the BaseModel contract the trainer, evaluator and retrieval code rely on

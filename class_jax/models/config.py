@@ -41,7 +41,8 @@ class ModelConfig:
         NVIDIA GPUs, which needs bfloat16 compute and adds the position bias in bfloat16, as T5X's bfloat16 runs
         do; on other backends it runs as "xla"). Layers that return or drop out attention probabilities (see
         attention_dropout_rate), and cached decoding steps, use "einsum".
-      retrieval_mode: "pooled" (CLASS: mean-pooled projected vectors) or "token" (ReAtt: one head's Q/K, max-sim).
+      retrieval_mode: the retriever kind (`retrievers.known_kinds()`): "pooled" (CLASS: mean-pooled projected
+        vectors) or "token" (ReAtt: one head's Q/K, max-sim).
       retrieval_head: the head whose Q/K give token vectors in "token" mode.
       token_score_position_bias: token mode: add the relative position bias of layer B to each q.k (ReAtt training).
       token_score_length_norm: token mode: divide the max-sim sum by the number of query tokens.
@@ -101,10 +102,9 @@ class ModelConfig:
         if not 0 <= self.retriever_layer_index < self.num_encoder_layers:
             # Retrieval reads the input of layer B, so layer B must exist.
             raise ValueError(f"retriever_layer={self.retriever_layer} outside [0, {self.num_encoder_layers})")
-        if self.retrieval_mode not in ("pooled", "token"):
-            raise ValueError(f"retrieval_mode={self.retrieval_mode!r}: expected 'pooled' or 'token'")
-        if self.retrieval_mode == "token" and not 0 <= self.retrieval_head < self.num_heads:
-            raise ValueError(f"retrieval_head={self.retrieval_head} outside [0, {self.num_heads})")
+        # The kinds' module imports this one (and the network layers), so it is imported on use.
+        from class_jax.models import retrievers  # pylint: disable=import-outside-toplevel
+        retrievers.get_retriever(self).validate(self)  # an unknown retrieval_mode lists the known kinds
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype={self.dtype!r}: expected 'float32' or 'bfloat16'")
         if self.remat_policy not in ("none", "full", "minimal"):

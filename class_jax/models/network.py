@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from class_jax.models import layers
+from class_jax.models import retrievers
 from class_jax.models.config import ModelConfig
-from class_jax.models.layers import BATCH, EMBED, JOINED_KV, LENGTH, VOCAB
+from class_jax.models.layers import BATCH, EMBED, LENGTH, VOCAB
 
 Array = jax.Array
 
@@ -54,8 +55,9 @@ class EncoderLayer(nn.Module):
           bias: additive attention bias [batch or 1, heads, length, length].
           deterministic: no dropout.
           retrieval_only: stop after computing the retrieval read-outs (index encoding skips the rest).
-          read_retrieval: return {"normed": pre-attention RMSNorm output, and in token mode "token_query" /
-            "token_key": the retrieval head's Q and K [batch, length, head_dim]}.
+          read_retrieval: return {"normed": pre-attention RMSNorm output, plus what the retriever kind reads
+            (`RetrieverKind.layer_readout`; token mode: "token_query" / "token_key", the retrieval head's Q and K
+            [batch, length, head_dim])}.
 
         Returns:
           (output, retrieval read-outs or None).
@@ -67,10 +69,7 @@ class EncoderLayer(nn.Module):
         readout = None
         if read_retrieval or retrieval_only:
             readout = {"normed": normed}
-            if cfg.retrieval_mode == "token":
-                query, key = attention(normed, normed, None, deterministic=True, qk_only=True)
-                readout["token_query"] = query[..., cfg.retrieval_head, :]
-                readout["token_key"] = key[..., cfg.retrieval_head, :]
+            readout.update(retrievers.get_retriever(cfg).layer_readout(cfg, attention, normed))
         if retrieval_only:
             return x, readout
         y, _ = attention(normed, normed, bias, deterministic=deterministic)
@@ -79,31 +78,6 @@ class EncoderLayer(nn.Module):
         y = layers.MlpBlock(cfg, name="mlp")(y, deterministic=deterministic)
         x = x + nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
         return nn.with_logical_constraint(x, (BATCH, LENGTH, EMBED)), readout
-
-
-class Retriever(nn.Module):
-    """Pooled retrieval head: masked mean → query_proj / passage_proj → shared RMSNorm (CLASS "pooled" mode)."""
-
-    config: ModelConfig
-
-    @nn.compact
-    def __call__(self, normed: Array, valid: Array, is_query: bool) -> Array:
-        """Returns retrieval vectors [batch, heads * head_dim] (float32) from layer B's normed input."""
-        cfg = self.config
-        init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
-        weights = valid.astype(jnp.float32)[..., None]
-        pooled = jnp.sum(normed.astype(jnp.float32) * weights, axis=-2) / jnp.maximum(
-            jnp.sum(weights, axis=-2), 1.0)
-        query_proj = layers.dense(cfg.retrieval_dim, (EMBED, JOINED_KV), init, jnp.float32, "query_proj")
-        passage_init = init
-        if cfg.identical_projection_init:
-            # Called only while initialising, after query_proj has been created below.
-            passage_init = lambda *_: nn.unbox(query_proj.variables["params"]["kernel"])  # noqa: E731
-        passage_proj = layers.dense(cfg.retrieval_dim, (EMBED, JOINED_KV), passage_init, jnp.float32, "passage_proj")
-        if self.is_initializing():  # create both projections whichever side is encoded first
-            query_proj(pooled), passage_proj(pooled)
-        projected = query_proj(pooled) if is_query else passage_proj(pooled)
-        return layers.RMSNorm(cfg.layer_norm_epsilon, jnp.float32, axis_name=JOINED_KV, name="layer_norm")(projected)
 
 
 class Encoder(nn.Module):
@@ -119,8 +93,7 @@ class Encoder(nn.Module):
         self.layers = [layer_cls(cfg) for _ in range(cfg.num_encoder_layers)]
         self.encoder_norm = layers.RMSNorm(cfg.layer_norm_epsilon, layers.compute_dtype(cfg))
         self.dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
-        if cfg.retrieval_mode == "pooled":
-            self.retriever = Retriever(cfg)
+        self.retriever = retrievers.get_retriever(cfg).make_head(cfg)  # None for kinds without parameters
 
     def _bias(self, valid: Array) -> Array:
         length = valid.shape[-1]
@@ -158,8 +131,8 @@ class Encoder(nn.Module):
           deterministic: no dropout.
 
         Returns:
-          {"normed": [batch, length, emb], "valid": [batch, length] bool, and in token mode
-          "token_query"/"token_key": [batch, length, head_dim]}.
+          {"normed": [batch, length, emb], "valid": [batch, length] bool, and the kind's `layer_readout`
+          entries (token mode: "token_query"/"token_key": [batch, length, head_dim])}.
         """
         cfg = self.config
         valid = tokens > 0
@@ -167,9 +140,14 @@ class Encoder(nn.Module):
         _, readout = self.layers[cfg.retriever_layer_index](x, self._bias(valid), deterministic, True, True)
         return dict(readout, valid=valid)
 
-    def pooled_vectors(self, readout: dict[str, Array], is_query: bool) -> Array:
-        """Pooled retrieval vectors [batch, retrieval_dim] from a retrieval read-out."""
-        return self.retriever(readout["normed"], readout["valid"], is_query)
+    def retrieval_vectors(self, readout: dict[str, Array], is_query: bool) -> dict[str, Array]:
+        """A side's retrieval representation (`RetrieverKind.vectors`) from a retrieval read-out.
+
+        Returns:
+          pooled mode: {"vectors": [batch, retrieval_dim]}; token mode: {"tokens": [batch, len, head_dim],
+          "valid": [batch, len]}.
+        """
+        return retrievers.get_retriever(self.config).vectors(self.config, self.retriever, readout, is_query)
 
     def encode_pairs(self, query_tokens: Array, passage_tokens: Array,
                      deterministic: bool = True) -> dict[str, Array]:
@@ -338,9 +316,9 @@ class Transformer(nn.Module):
         """See `Encoder.retrieval_readout`."""
         return self.encoder.retrieval_readout(tokens, deterministic)
 
-    def pooled_vectors(self, readout: dict[str, Array], is_query: bool) -> Array:
-        """See `Encoder.pooled_vectors`."""
-        return self.encoder.pooled_vectors(readout, is_query)
+    def retrieval_vectors(self, readout: dict[str, Array], is_query: bool) -> dict[str, Array]:
+        """See `Encoder.retrieval_vectors`."""
+        return self.encoder.retrieval_vectors(readout, is_query)
 
     def relative_bias(self, query_positions: np.ndarray, key_positions: np.ndarray) -> Array:
         """The encoder's relative position bias [heads, q, k] (token-mode scoring uses one head of it)."""
@@ -356,6 +334,6 @@ class Transformer(nn.Module):
         out = self.encode_pairs(query_tokens, passage_tokens, deterministic)
         logits, probs = self.decode(out["encoded"], out["encoded_valid"], decoder_input_tokens, deterministic,
                                     return_cross_probs=True)
-        if self.is_initializing() and self.config.retrieval_mode == "pooled":
-            self.pooled_vectors(out["query_readout"], True)
+        if self.is_initializing():  # the retriever head (if its kind has one) is not used above
+            self.retrieval_vectors(out["query_readout"], True)
         return dict(out, logits=logits, cross_probs=probs)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from class_jax.models import retrievers
 from class_jax.models.class_model import CLASSModel
 from class_jax.runtime.partitioning import Partitioner
 
@@ -23,13 +24,10 @@ PyTree = Any
 
 def _outputs(model: CLASSModel, params: PyTree, tokens: jax.Array, is_query: bool,
              dtype: jnp.dtype) -> dict[str, jax.Array]:
-    """What the index stores: pooled vectors, or per-token vectors (zero at pads) and lengths."""
-    out = model.encode_for_retrieval(params, tokens, is_query)
-    if "vectors" in out:
-        return {"vectors": out["vectors"].astype(dtype)}
-    valid = out["valid"]
-    token_vectors = jnp.where(valid[..., None], out["tokens"], 0).astype(dtype)
-    return {"tokens": token_vectors, "lengths": jnp.sum(valid, axis=-1, dtype=jnp.int32)}
+    """What the index stores (`RetrieverKind.index_rows`): pooled vectors, or per-token vectors (zero at pads) and
+    lengths."""
+    return retrievers.get_retriever(model.config).index_rows(model.encode_for_retrieval(params, tokens, is_query),
+                                                             dtype)
 
 
 def local_rows(array: jax.Array) -> np.ndarray:
@@ -64,9 +62,8 @@ class RetrievalEncoder:
         self.batch_size = batch_size
         self.shard = partitioner.host_batch_shard(batch_size)
         self.dtype = jnp.dtype(dtype)
-        pooled = model.config.retrieval_mode == "pooled"
-        sharded = ({"vectors": partitioner.batch_sharding(2)} if pooled else
-                   {"tokens": partitioner.batch_sharding(3), "lengths": partitioner.batch_sharding(1)})
+        sharded = {name: partitioner.batch_sharding(rank)
+                   for name, rank in retrievers.get_retriever(model.config).index_arrays.items()}
         replicated = {name: partitioner.replicated for name in sharded}
         options = partitioner.inference_compiler_options()
         self._functions = {}

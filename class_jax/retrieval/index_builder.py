@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 
 from class_jax.corpus import corpus_io
+from class_jax.models import retrievers
 from class_jax.runtime.errors import UserError
 from class_jax.retrieval import index_format
 from class_jax.tasks import text_inputs
@@ -121,7 +122,7 @@ class CorpusEncoder:
         config = encoder.model.config
         self.spec = index_format.IndexSpec(
             model=identity.to_json(), vocabulary_sha256=vocabulary_sha256, passage_max_length=passage_max_length,
-            dtype=dtype, dim=config.retrieval_dim if config.retrieval_mode == "pooled" else config.head_dim,
+            dtype=dtype, dim=retrievers.get_retriever(config).index_dim(config),
             shard_size=shard_size, corpus_root=str(corpus.root), corpus_files=corpus.to_json(),
             num_rows=corpus.num_rows)
 

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from class_jax.corpus import corpus_io
+from class_jax.models import retrievers
 from class_jax.runtime.errors import UserError
 
 FORMAT_VERSION = 1
@@ -39,8 +40,6 @@ SPEC_FILE = "index_spec.json"
 MANIFEST_FILE = "manifest.json"
 SHARDS_DIR = "shards"
 VECTOR_DTYPES = ("float16", "float32")
-# The arrays each retrieval mode stores per shard (besides the ids file).
-ARRAYS_BY_MODE = {"pooled": ("vectors",), "token": ("tokens", "lengths")}
 # Spec fields that must agree between a build and its resumption, with what a difference means to the user.
 _COMPATIBILITY_FIELDS = (
     ("format_version", "index format version"),
@@ -84,6 +83,11 @@ class IndexSpec:
     @property
     def retrieval_mode(self) -> str:
         return self.model["retrieval_mode"]
+
+    @property
+    def arrays(self) -> tuple[str, ...]:
+        """The arrays each shard stores besides the ids file (the retriever kind's `index_arrays`)."""
+        return tuple(retrievers.retriever_for(self.retrieval_mode).index_arrays)
 
     @property
     def num_shards(self) -> int:
@@ -150,7 +154,7 @@ def write_shard(index_dir: pathlib.Path, spec: IndexSpec, shard: int, arrays: Ma
       index_dir: the index directory.
       spec: the index spec (gives the shard's rows and the arrays expected).
       shard: shard number.
-      arrays: the mode's arrays (see ARRAYS_BY_MODE), `count` rows each, already in their stored dtype.
+      arrays: the mode's arrays (`IndexSpec.arrays`), `count` rows each, already in their stored dtype.
       passage_ids: the ids of the rows.
 
     Returns:
@@ -160,7 +164,7 @@ def write_shard(index_dir: pathlib.Path, spec: IndexSpec, shard: int, arrays: Ma
       ValueError: arrays or ids do not match the shard's row count or the spec's arrays.
     """
     first, stop = spec.shard_rows(shard)
-    expected = ARRAYS_BY_MODE[spec.retrieval_mode]
+    expected = spec.arrays
     if sorted(arrays) != sorted(expected):
         raise ValueError(f"shard {shard}: arrays {sorted(arrays)}, the {spec.retrieval_mode} mode stores {expected}")
     if len(passage_ids) != stop - first or any(len(a) != stop - first for a in arrays.values()):

@@ -34,7 +34,7 @@ class ModelIdentity:
       config_hash: sha256 of the ModelConfig as canonical JSON (`config_hash`).
       params_fingerprint: sha256 over the fingerprinted parameters (paths, shapes and float32 bytes).
       checkpoint: where the parameters were read (informational; a moved checkpoint is the same model).
-      retrieval_mode: "pooled" or "token".
+      retrieval_mode: the retriever kind's name (`retrievers.known_kinds()`: "pooled" or "token").
     """
 
     config_hash: str

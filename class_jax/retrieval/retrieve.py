@@ -4,6 +4,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from class_jax.models import retrievers
 from class_jax.runtime.errors import UserError
 from class_jax.retrieval import loaded_model, search
 from class_jax.tasks import text_inputs
@@ -27,16 +28,19 @@ def encode_queries(encoder: RetrievalEncoder, vocabulary: text_inputs.Vocabulary
         tokens = text_inputs.query_batch(vocabulary, questions[start:start + encoder.batch_size], max_length)
         parts.append(encoder.encode_global(tokens, is_query=True))
     merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-    if "vectors" in merged:
-        return merged["vectors"].astype(np.float32)
-    valid = np.arange(max_length)[None, :] < merged["lengths"][:, None]
-    return {"tokens": merged["tokens"].astype(np.float32), "valid": valid}
+    return retrievers.get_retriever(encoder.model.config).queries_from_index_rows(merged)
 
 
 def row_reader(index: IndexReader):
     """index rows [start, stop) as the searchers read them."""
-    names = ("vectors",) if index.retrieval_mode == "pooled" else ("tokens", "lengths")
+    names = tuple(retrievers.retriever_for(index.retrieval_mode).index_arrays)
     return lambda start, stop: {name: index.read_rows(name, start, stop) for name in names}
+
+
+def resolve_backend(index: IndexReader, backend: str) -> str:
+    """The search backend that `backend` ("auto", "device" or "faiss") stands for with this index."""
+    kind = retrievers.retriever_for(index.retrieval_mode)
+    return search.resolve_backend(backend, token_mode=not kind.inner_product_index)
 
 
 def make_index_searcher(loaded: LoadedModel, index: IndexReader, backend: str, with_ids: bool = True,
@@ -56,18 +60,20 @@ def make_index_searcher(loaded: LoadedModel, index: IndexReader, backend: str, w
     """
     ids = index.ids() if with_ids else None
     read = row_reader(index)
-    backend = search.resolve_backend(backend, token_mode=index.retrieval_mode == "token")
-    if index.retrieval_mode == "token":
+    backend = resolve_backend(index, backend)
+    kind = retrievers.retriever_for(index.retrieval_mode)
+    if not kind.inner_product_index:
         if backend != "device":
-            raise UserError(f"{index.path} is a token-mode (ReAtt) index: only --backend device searches it")
+            raise UserError(f"{index.path} is a {kind.name}-mode index: only --backend device searches it")
         config = loaded.config
-        bias = None
-        if config.token_score_position_bias:
-            passage_length = index.array_shape("tokens")[1]
-            bias = np.asarray(loaded.model.module.apply(
-                {"params": loaded.params}, np.arange(query_length), query_length + np.arange(passage_length),
-                method="relative_bias")[config.retrieval_head])
-        options["scorer"] = search.maxsim_block_scorer(bias, config.token_score_length_norm)
+        passage_length = index.array_shape(next(iter(kind.index_arrays)))[1]
+
+        def relative_bias(query_positions: np.ndarray, key_positions: np.ndarray) -> Any:
+            return loaded.model.module.apply({"params": loaded.params}, query_positions, key_positions,
+                                             method="relative_bias")
+
+        bias = kind.position_bias(config, relative_bias, query_length, passage_length, offset=query_length)
+        options["scorer"] = kind.index_scorer(config, None if bias is None else np.asarray(bias))
     return search.make_searcher(backend, read, index.num_rows, index.spec.dim, mesh=loaded.partitioner.mesh,
                                 ids=ids, **options)
 

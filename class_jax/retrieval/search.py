@@ -27,7 +27,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-from class_jax.models import scoring
+from class_jax.models import retrievers
 from class_jax.retrieval.index_reader import IdTable
 
 PyTree = Any
@@ -87,15 +87,9 @@ def dot_block_scores(queries: jax.Array, rows: dict[str, jax.Array]) -> jax.Arra
 
 
 def maxsim_block_scorer(position_bias: Optional[np.ndarray] = None, length_norm: bool = False) -> BlockScorer:
-    """Token mode: ReAtt max-sim Σ_i max_j q_i·k_j (optionally + position bias, / query length)."""
-
-    def score(queries: dict[str, jax.Array], rows: dict[str, jax.Array]) -> jax.Array:
-        length = rows["tokens"].shape[1]
-        valid = jnp.arange(length)[None, :] < rows["lengths"][:, None]
-        return scoring.maxsim_scores(queries["tokens"], queries["valid"], rows["tokens"], valid,
-                                     None if position_bias is None else jnp.asarray(position_bias), length_norm)
-
-    return score
+    """Token mode: ReAtt max-sim Σ_i max_j q_i·k_j (optionally + position bias, / query length); see
+    `retrievers.TokenRetriever.index_scorer`."""
+    return retrievers.maxsim_block_scorer(position_bias, length_norm)
 
 
 def top_k_group_size(num_columns: int, k: int) -> int:

@@ -48,7 +48,7 @@ def test_verify_catches_a_corrupted_tensor(hf_dir, tmp_path, capsys, monkeypatch
         flat["encoder/layers_1/mlp/wo/kernel"] = flat["encoder/layers_1/mlp/wo/kernel"] + 0.01
         return flat
 
-    monkeypatch.setattr(hf_mapping, "hf_to_params", corrupting)
+    monkeypatch.setattr(mapping, "hf_to_params", corrupting)
     code = cli.main(["convert", "--from", "hf", "--input", str(hf_dir), "--output", str(tmp_path / "out"),
                      "--verify"])
     result = _json_line(capsys.readouterr().out)

@@ -16,6 +16,7 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 from class_jax.runtime.errors import UserError
+from class_jax.models import retrievers
 from class_jax.models.config import ModelConfig
 
 # HF activation (ACT2FN name) -> ours (class_jax.models.layers). "gated-gelu" means gelu_new in HF.
@@ -24,7 +25,7 @@ _ACTIVATIONS_FROM_HF = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu":
 _ACTIVATIONS_TO_HF = {"gelu": "gelu_new", "gelu_exact": "gelu", "relu": "relu", "silu": "silu"}
 _REQUIRED_KEYS = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads")
 _SUPPORTED_MODEL_TYPES = ("t5", "mt5")
-CLASS_ARCHITECTURE = "RRForConditionalGeneration"
+CLASS_ARCHITECTURE = retrievers.CLASS_ARCHITECTURE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +109,7 @@ def spec_from_hf_config(hf: Mapping[str, Any], *, source: str, retriever_block_i
         if "retrieval_head" not in hf:
             raise UserError(f"{source}: ReAtt config has retrieval_layer but no retrieval_head")
         flavour = "reatt"
-        fields.update(retrieval_mode="token", retriever_layer=int(hf["retrieval_layer"]),
-                      retrieval_head=int(hf["retrieval_head"]))
+        fields.update(retrievers.TOKEN.hf_config_fields(hf))
         notes.append("ReAtt checkpoint: token-mode retrieval; token_score_position_bias / token_score_length_norm "
                      "left at their defaults (set them to reproduce ReAtt's training-time scores)")
     elif is_class:
@@ -122,10 +122,10 @@ def spec_from_hf_config(hf: Mapping[str, Any], *, source: str, retriever_block_i
             block = retriever_block_in_tensors
             notes.append(f"retriever_layer not in config.json: taken from the tensors' block ({block})"
                          if block is not None else "CLASS config without retriever_layer: default B = L // 2")
-        fields.update(retrieval_mode="pooled", retriever_layer=None if block is None else int(block))
+        fields.update(retrieval_mode=retrievers.POOLED.name, retriever_layer=None if block is None else int(block))
     else:
         flavour = "plain"
-        fields.update(retrieval_mode="pooled", retriever_layer=None)
+        fields.update(retrieval_mode=retrievers.POOLED.name, retriever_layer=None)
 
     config = ModelConfig(**fields)
     if overrides:
@@ -192,17 +192,7 @@ def hf_config_from_spec(config: ModelConfig, source_hf_config: Optional[Mapping[
     hf.setdefault("pad_token_id", 0)
     hf.setdefault("eos_token_id", 1)
     hf.setdefault("decoder_start_token_id", 0)
-    for key in ("retriever_layer", "retrieval_layer", "retrieval_head"):
+    for key in retrievers.all_hf_config_keys():
         hf.pop(key, None)
-    if config.retrieval_mode == "pooled":
-        hf["architectures"] = [CLASS_ARCHITECTURE]
-        hf["retriever_layer"] = config.retriever_layer_index
-    else:
-        hf.pop("n_passages", None)
-        if CLASS_ARCHITECTURE in (hf.get("architectures") or []):
-            hf["architectures"] = ["T5ForConditionalGeneration"]
-        hf.setdefault("architectures", ["MT5ForConditionalGeneration" if model_type == "mt5"
-                                        else "T5ForConditionalGeneration"])
-        hf["retrieval_layer"] = config.retriever_layer_index
-        hf["retrieval_head"] = config.retrieval_head
+    retrievers.get_retriever(config).write_hf_config(config, hf)
     return hf

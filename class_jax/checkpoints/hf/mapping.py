@@ -17,6 +17,7 @@ import numpy as np
 from class_jax.checkpoints import param_layout
 from class_jax.checkpoints.import_report import ImportReport
 from class_jax.runtime.errors import UserError
+from class_jax.models import retrievers
 from class_jax.models.config import ModelConfig
 
 # (HF name template, our path template, transpose). `{i}` is a layer index, `{wi}` each MLP input kernel name
@@ -52,11 +53,7 @@ _DECODER_LAYER_RULES = (
     ("decoder.block.{i}.layer.2.DenseReluDense.{wi}.weight", "decoder/layers_{i}/mlp/{wi}/kernel", True),
     ("decoder.block.{i}.layer.2.DenseReluDense.wo.weight", "decoder/layers_{i}/mlp/wo/kernel", True),
 )
-_RETRIEVER_RULES = (
-    ("encoder.block.{B}.layer.0.SelfAttention.query_proj.weight", "encoder/retriever/query_proj/kernel", True),
-    ("encoder.block.{B}.layer.0.SelfAttention.passage_proj.weight", "encoder/retriever/passage_proj/kernel", True),
-    ("encoder.block.{B}.layer.0.SelfAttention.layer_norm.weight", "encoder/retriever/layer_norm/scale", False),
-)
+# The retriever kind's own tensors come from `RetrieverKind.hf_tensor_rules`.
 
 # Copies of `shared.weight` that older checkpoints (plain `torch.save(model.state_dict())`) carry.
 _EMBEDDING_ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
@@ -97,12 +94,7 @@ def tensor_table(config: ModelConfig) -> list[TensorMapping]:
             for hf, ours, transpose in stack_rules:
                 for wi in (param_layout.mlp_kernel_names(config) if "{wi}" in hf else [None]):
                     table.append(TensorMapping(hf.format(i=i, wi=wi), ours.format(i=i, wi=wi), transpose))
-    if config.retrieval_mode == "pooled":
-        block = config.retriever_layer_index
-        if block >= config.num_encoder_layers:
-            raise UserError(f"retriever_layer={block} = num_encoder_layers: the HF layout stores the pooled "
-                            "retriever inside encoder block B, which does not exist")
-        table.extend(TensorMapping(hf.format(B=block), ours, transpose) for hf, ours, transpose in _RETRIEVER_RULES)
+    table.extend(TensorMapping(*rule) for rule in retrievers.get_retriever(config).hf_tensor_rules(config))
     return table
 
 
