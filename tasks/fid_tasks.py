@@ -3,7 +3,7 @@
 FiD files are produced at run time (by the stage-1 teacher, by each retrieval refresh round, by an evaluation
 retrieval run), so these tasks are registered by functions given the directories, not at import:
 
-    register_fid_task("finetune_xor_full", "/runs/xor/fid/round-0003", kind="qa")
+    register_fid_task("finetune_xor_full", "/runs/xor/fid/round-0003", kind="finetune")
 
 and the stage gin files name their data through macros whose value is such a call, evaluated when the trainer
 builds its dataset:
@@ -12,16 +12,17 @@ builds its dataset:
     fid_tasks.fid_task:
       name = 'finetune_xor_full'
       fid_dirs = %TRAIN_FID_DIRS        # set by the user: --gin.TRAIN_FID_DIRS="'/data/xor_full_fid'"
-      kind = 'qa'
+      kind = 'finetune'
       vocab_path = %VOCAB_PATH
 
 A directory argument is a path, a glob of directories, a list of them, or (for per-language mixtures) a template
-with "{lang}". Kinds:
+with "{lang}". Kinds are the stages of class_jax/runtime/stages.py (the old "anchor_qa" and "qa" still read, with a
+FutureWarning):
 
     clr_pt             stage 1: target-language cloze + English cloze + teacher passages and scores
-    anchor_qa          stage 2 (MLQA-PT): generated question + retrieved passages; the query's own source passage
+    mlqa_pt            stage 2 (MLQA-PT): generated question + retrieved passages; the query's own source passage
                        is blanked
-    qa                 fine-tuning (NQ, XOR-Full, XOR-Retrieve): question + passages + answer
+    finetune           fine-tuning (NQ, XOR-Full, XOR-Retrieve): question + passages + answer
     xor_full_eval      XOR-Full answers: F1 / EM / BLEU (metrics.xor_full_f1_em_bleu)
     mkqa_eval          MKQA answers: F1 as CLASS / CORA compute it (metrics.mkqa_cora_f1)
     xor_retrieve_eval  XOR-Retrieve R@2kt / R@5kt over the attached passages in their file (retrieval) order
@@ -33,13 +34,15 @@ answers. Every task offers the splits "train" and "validation" over the same fil
 split -> directories is given.
 """
 
+import dataclasses
 import functools
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import seqio
 import tensorflow as tf
 
 from class_jax.runtime.errors import UserError
+from class_jax.runtime import stages
 from class_jax.evaluation import metrics
 from class_jax.tasks import fid_files
 from class_jax.tasks import preprocessors
@@ -71,24 +74,49 @@ def retrieval_postprocessor(output: Any, example: Optional[Mapping[str, Any]] = 
     return [_text(text) for text in example["passage_texts"][:int(example["num_passages"])]]
 
 
-# Kind -> how its task is built: preprocessor options, metric fns, postprocessor, file fields it needs.
-_KIND_SPECS: dict[str, dict[str, Any]] = {
-    "clr_pt": dict(options=dict(with_english_query=True, with_teacher_scores=True), metric_fns=(),
-                   postprocess_fn=None, requires=("english_question", "teacher_scores", "target")),
-    "anchor_qa": dict(options=dict(drop_source_passage=True), metric_fns=(), postprocess_fn=None,
-                      requires=("target",)),
-    "qa": dict(options={}, metric_fns=(), postprocess_fn=None, requires=("target",)),
-    "xor_full_eval": dict(options=dict(answer_source="first_answer"), metric_fns=(metrics.xor_full_f1_em_bleu,),
-                          postprocess_fn=answer_postprocessor, requires=()),
-    "mkqa_eval": dict(options=dict(answer_source="first_answer"), metric_fns=(metrics.mkqa_cora_f1,),
-                      postprocess_fn=answer_postprocessor, requires=()),
-    "xor_retrieve_eval": dict(options=dict(answer_source="first_answer"),
-                              metric_fns=(metrics.xor_retrieve_recall,),
-                              postprocess_fn=retrieval_postprocessor, requires=()),
+@dataclasses.dataclass(frozen=True)
+class KindSpec:
+    """How the FiD task of one stage is built.
+
+    Attributes:
+      options: keyword options of preprocessors.fid_inputs.
+      requires: the FiD file fields every record must carry.
+      metric_fns: the task's metric fns (eval kinds).
+      postprocess_fn: the task's postprocessor (eval kinds).
+      stage1: the task has stage 1's extra features (english_query_tokens, teacher_scores).
+    """
+
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    metric_fns: tuple[Callable[..., Any], ...] = ()
+    postprocess_fn: Optional[Callable[..., Any]] = None
+    stage1: bool = False
+
+
+_FIRST_ANSWER = {"answer_source": "first_answer"}
+KIND_SPECS: Mapping[stages.Stage, KindSpec] = {
+    stages.Stage.CLR_PT: KindSpec(options={"with_english_query": True, "with_teacher_scores": True},
+                                  requires=("english_question", "teacher_scores", "target"), stage1=True),
+    stages.Stage.MLQA_PT: KindSpec(options={"drop_source_passage": True}, requires=("target",)),
+    stages.Stage.FINETUNE: KindSpec(requires=("target",)),
+    stages.Stage.XOR_FULL_EVAL: KindSpec(options=_FIRST_ANSWER, metric_fns=(metrics.xor_full_f1_em_bleu,),
+                                         postprocess_fn=answer_postprocessor),
+    stages.Stage.MKQA_EVAL: KindSpec(options=_FIRST_ANSWER, metric_fns=(metrics.mkqa_cora_f1,),
+                                     postprocess_fn=answer_postprocessor),
+    stages.Stage.XOR_RETRIEVE_EVAL: KindSpec(options=_FIRST_ANSWER, metric_fns=(metrics.xor_retrieve_recall,),
+                                             postprocess_fn=retrieval_postprocessor),
 }
 
+KINDS = stages.names(KIND_SPECS)
 
-KINDS = tuple(_KIND_SPECS)
+
+def kind_spec(kind: "str | stages.Stage") -> KindSpec:
+    """The spec of a FiD task kind (a stage name; the deprecated "anchor_qa" / "qa" warn).
+
+    Raises:
+      ValueError: an unknown kind (the message lists the valid ones).
+    """
+    return KIND_SPECS[stages.parse(kind, allowed=KIND_SPECS, what="FiD task kind")]
 
 
 def fid_output_features(vocabulary: seqio.Vocabulary, stage1: bool = False) -> dict[str, seqio.Feature]:
@@ -112,7 +140,7 @@ def register_fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_
     Args:
       name: task name (underscores, e.g. "finetune_xor_full").
       fid_dirs: directories for every split in `splits`, or a mapping split -> directories.
-      kind: one of KINDS (see the module docstring).
+      kind: one of KINDS, a stage name (see the module docstring).
       vocab_path: SentencePiece model (see tasks/vocab.py); ignored when `vocabulary` is given.
       vocabulary: a vocabulary object (tests).
       splits: the splits offered when `fid_dirs` is not a mapping.
@@ -123,21 +151,19 @@ def register_fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_
     Raises:
       ValueError: an unknown kind.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown FiD task kind {kind!r}; expected one of {KINDS}")
-    spec = _KIND_SPECS[kind]
+    spec = kind_spec(kind)
     vocabulary = vocabulary or vocab.get_vocabulary(vocab_path)
     split_to_dirs = dict(fid_dirs) if isinstance(fid_dirs, Mapping) else {split: fid_dirs for split in splits}
-    source = fid_files.FiDFileDataSource(split_to_dirs, required_fields=spec["requires"])
+    source = fid_files.FiDFileDataSource(split_to_dirs, required_fields=spec.requires)
     seqio.TaskRegistry.remove(name)
     return seqio.TaskRegistry.add(
         name,
         source=source,
-        preprocessors=[functools.partial(preprocessors.fid_inputs, **spec["options"]),
+        preprocessors=[functools.partial(preprocessors.fid_inputs, **spec.options),
                        seqio.preprocessors.append_eos_after_trim],
-        output_features=fid_output_features(vocabulary, stage1=kind == "clr_pt"),
-        postprocess_fn=spec["postprocess_fn"],
-        metric_fns=list(spec["metric_fns"]),
+        output_features=fid_output_features(vocabulary, stage1=spec.stage1),
+        postprocess_fn=spec.postprocess_fn,
+        metric_fns=list(spec.metric_fns),
     )
 
 
@@ -174,7 +200,9 @@ def register_language_mixture(prefix: str, dirs_template: fid_files.FiDDirs, lan
 
     Raises:
       UserError: the template has no "{lang}" or no language is given.
+      ValueError: an unknown kind.
     """
+    kind = stages.parse(kind, allowed=KIND_SPECS, what="FiD task kind")  # warns once, not once per language
     items = [dirs_template] if isinstance(dirs_template, str) else list(dirs_template)
     if not all("{lang}" in item for item in items):
         raise UserError(f"FiD directories {dirs_template!r} for the per-language mixture {prefix!r} must contain "

@@ -2,7 +2,12 @@
 
     --kind clr_pt     mined CLR-PT records with the teacher's passages  -> one directory per language (stage 1)
     --kind mlqa_pt    mined MLQA-PT questions + a retriever's top-k       -> one directory per language (stage 2)
-    --kind questions  XOR-TyDi jsonl / NQ-open csv questions + top-k     -> one directory (fine-tuning, evaluation)
+    --kind finetune   XOR-TyDi jsonl / NQ-open csv questions + top-k     -> one directory (fine-tuning; with --eval
+                                                                            the targets are left empty)
+    --kind xor_full_eval / mkqa_eval / xor_retrieve_eval                  -> as finetune --eval (evaluation)
+
+Kinds are stage names (class_jax/runtime/stages.py); the old `--kind questions` still works, as finetune, with a
+FutureWarning.
 
 Retrievers: `bm25` (English passages only, no model needed) or `index` (a class_jax checkpoint and the index it
 built with `class-jax index`; any language). `--out` may hold `{lang}` for the per-language kinds.
@@ -18,18 +23,26 @@ from class_jax.runtime.errors import UserError
 from class_jax.fid import builders
 from class_jax.tasks import query_sources
 from class_jax.runtime import distributed
+from class_jax.runtime import stages
 from class_jax.runtime import gin_utils
 
 
+# The kinds built from `class-jax mine` output (one directory per language); the others read --questions.
+_MINED_KINDS = (stages.Stage.CLR_PT, stages.Stage.MLQA_PT)
+KINDS = _MINED_KINDS + (stages.Stage.FINETUNE,) + stages.EVAL_STAGES
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", required=True, choices=("clr_pt", "mlqa_pt", "questions"))
+    parser.add_argument("--kind", required=True, metavar="{" + ",".join(stages.names(KINDS)) + "}",
+                        help="the stage the files are for")
     parser.add_argument("--corpus", required=True, help="ingested corpus root (class-jax ingest)")
     parser.add_argument("--out", required=True, help="output directory; may contain {lang} for clr_pt / mlqa_pt")
     parser.add_argument("--langs", nargs="+", default=None,
                         help="languages of the mined records (clr_pt / mlqa_pt) or of the passages to load")
     parser.add_argument("--mined", help="output of `class-jax mine` (clr_pt / mlqa_pt)")
-    parser.add_argument("--questions", help="XOR-TyDi jsonl or NQ-open csv (questions)")
-    parser.add_argument("--eval", action="store_true", help="questions: leave targets empty (evaluation files)")
+    parser.add_argument("--questions", help="XOR-TyDi jsonl or NQ-open csv (finetune and the eval kinds)")
+    parser.add_argument("--eval", action="store_true",
+                        help="finetune: leave targets empty (evaluation files; the eval kinds imply it)")
     parser.add_argument("--k", type=int, default=100, help="passages per query")
     parser.add_argument("--num_shards", type=int, default=1)
     parser.add_argument("--overwrite", action="store_true")
@@ -48,12 +61,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
+    try:
+        args.kind = stages.parse(args.kind, allowed=KINDS, what="--kind")
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    if args.kind.is_eval:
+        args.eval = True
     if args.k < 1:
         raise UserError(f"--k {args.k} must be >= 1")
-    if args.kind in ("clr_pt", "mlqa_pt") and not (args.mined and args.langs):
+    if args.kind in _MINED_KINDS and not (args.mined and args.langs):
         raise UserError(f"--kind {args.kind} needs --mined DIR and --langs")
-    if args.kind == "questions" and not args.questions:
-        raise UserError("--kind questions needs --questions FILE")
+    if args.kind not in _MINED_KINDS and not args.questions:
+        raise UserError(f"--kind {args.kind} needs --questions FILE")
     if args.retriever == "index" and not (args.checkpoint and args.index):
         raise UserError("--retriever index needs --checkpoint and --index")
     if not pathlib.Path(args.corpus).is_dir():
@@ -63,7 +82,7 @@ def _check(args: argparse.Namespace) -> None:
 def _retriever(args: argparse.Namespace, passages: dict) -> Any:
     if args.retriever == "index":
         # Imported here: jax and model loading are only needed for dense retrieval.
-        from class_jax.retrieval import loaded_model, retrieve  # pylint: disable=import-outside-toplevel
+        from class_jax.retrieval import retrieve  # pylint: disable=import-outside-toplevel
         return retrieve.IndexRetriever(args.index, args.checkpoint, args.vocab, common.start_model_command(args),
                                        args.batch_size, args.backend)
     if set(args.passage_langs) != {"en"}:
@@ -83,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
     passages = builders.load_passages(args.corpus, args.passage_langs)
     if not passages:
         raise UserError(f"{args.corpus}: no passages in {', '.join(args.passage_langs)}")
-    if args.kind == "clr_pt":
+    if args.kind is stages.Stage.CLR_PT:
         manifests = builders.write_clr_pt_fid_files(args.mined, passages, args.out, args.langs,
                                                         num_passages=args.k, num_shards=args.num_shards,
                                                         overwrite=args.overwrite)
-    elif args.kind == "mlqa_pt":
+    elif args.kind is stages.Stage.MLQA_PT:
         manifests = builders.write_mlqa_pt_fid_files(args.mined, _retriever(args, passages), passages, args.out,
                                                          args.langs, num_passages=args.k,
                                                          num_shards=args.num_shards, overwrite=args.overwrite)

@@ -12,7 +12,7 @@ Without runner options the DirectRunner runs in multi-process mode on all cores.
 import argparse
 import time
 
-from class_jax.mining import mlqa_pt as anchor_qa
+from class_jax.mining import mlqa_pt
 from class_jax.mining.clr_pt import rule as clr_pt_rule
 from class_jax.demo.world import clr_pt_check
 from class_jax.mining import pipeline as mining_pipeline
@@ -27,42 +27,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--langs", nargs="+", required=True, help="target languages (English is the other side)")
     parser.add_argument("--stages", default=",".join(mining_pipeline.STAGES),
                         help="comma-separated stages: clr_pt, mlqa_pt, teacher (default: all)")
-    parser.add_argument("--mask-token", default=anchor_qa.RELEASED_MASK_TOKEN, help="mask in clozes (default _X_)")
-    parser.add_argument("--records-per-shard", type=int, default=mining_pipeline.MiningConfig.records_per_shard,
+    parser.add_argument("--mask_token", default=mlqa_pt.RELEASED_MASK_TOKEN, help="mask in clozes (default _X_)")
+    parser.add_argument("--records_per_shard", type=int, default=mining_pipeline.MiningConfig.records_per_shard,
                         help="target records per output shard")
     group = parser.add_argument_group("CLR-PT parallel rule (see class_jax/mining/clr_pt/rule.py)")
-    group.add_argument("--max-length-ratio", type=float, default=rule.max_length_ratio)
-    group.add_argument("--year-rule", choices=("equal", "subset", "ignore"), default=rule.year_rule)
-    group.add_argument("--number-rule", choices=("equal", "subset", "ignore"), default=rule.number_rule)
-    group.add_argument("--min-shared-entities", type=int, default=rule.min_shared_entities,
+    group.add_argument("--max_length_ratio", type=float, default=rule.max_length_ratio)
+    group.add_argument("--year_rule", choices=("equal", "subset", "ignore"), default=rule.year_rule)
+    group.add_argument("--number_rule", choices=("equal", "subset", "ignore"), default=rule.number_rule)
+    group.add_argument("--min_shared_entities", type=int, default=rule.min_shared_entities,
                        help="entities both sentences mention, the masked one included")
-    group.add_argument("--max-one-sided-entities", type=int, default=rule.max_one_sided_entities)
-    group.add_argument("--no-title-mentions", action="store_true",
+    group.add_argument("--max_one_sided_entities", type=int, default=rule.max_one_sided_entities)
+    group.add_argument("--no_title_mentions", action="store_true",
                        help="count only linked mentions, not unlinked titles of linked entities")
-    group.add_argument("--max-masks-per-pair", type=int, default=rule.max_masks_per_pair)
+    group.add_argument("--max_masks_per_pair", type=int, default=rule.max_masks_per_pair)
     group = parser.add_argument_group("MLQA-PT question rewriting")
     group.add_argument("--rewriter", choices=("template", "http", "transformers", "none"), default="template",
                        help="template: offline rules; http: OpenAI-compatible server; transformers: local model; "
                             "none: keep the clozes only")
-    group.add_argument("--rewriter-model", help="model name (http) or Hub id / folder (transformers)")
-    group.add_argument("--rewriter-url", help="API root of the server, e.g. http://127.0.0.1:8000/v1")
-    group.add_argument("--rewriter-api-key-env", default="OPENAI_API_KEY",
+    group.add_argument("--rewriter_model", help="model name (http) or Hub id / folder (transformers)")
+    group.add_argument("--rewriter_url", help="API root of the server, e.g. http://127.0.0.1:8000/v1")
+    group.add_argument("--rewriter_api_key_env", default="OPENAI_API_KEY",
                        help="environment variable with the API key ('' for none)")
-    group.add_argument("--prompt-dir", help="folder of per-language demonstrations (default: the package's)")
-    group.add_argument("--rewrite-batch-size", type=int, default=64)
-    group.add_argument("--rewrite-cache", help="rewrite cache file (default OUT/rewrite_cache.jsonl)")
+    group.add_argument("--prompt_dir", help="folder of per-language demonstrations (default: the package's)")
+    group.add_argument("--rewrite_batch_size", type=int, default=64)
+    group.add_argument("--rewrite_cache", help="rewrite cache file (default OUT/rewrite_cache.jsonl)")
     group = parser.add_argument_group("stage-1 teacher")
     group.add_argument("--teacher", choices=("bm25",), default="bm25",
                        help="bm25 over the corpus's English passages")
     group.add_argument("--k", type=int, default=mining_pipeline.TeacherSettings.k, help="passages per CLR-PT query")
-    parser.add_argument("--audit-sample", type=int, default=mining_pipeline.MiningConfig.audit_sample,
+    parser.add_argument("--audit_sample", type=int, default=mining_pipeline.MiningConfig.audit_sample,
                         help="CLR-PT pairs per language to write to OUT/clr_pt_audit/LANG.tsv for labelling by hand "
                              "(precision on real data: python -m class_jax.mining.clr_pt.audit FILES)")
-    parser.add_argument("--fail-on-bad-lines", action="store_true",
+    parser.add_argument("--fail_on_bad_lines", action="store_true",
                         help="stop at malformed input lines instead of counting and skipping them")
-    parser.add_argument("--evaluate-demo", metavar="DEMO_DIR",
+    parser.add_argument("--evaluate_demo", metavar="DEMO_DIR",
                         help="a `make-demo-wiki` folder: print the CLR-PT rule's precision/recall on its facts")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     parser.add_argument("beam_args", nargs="*", metavar="-- BEAM_OPTIONS",
                         help="Apache Beam pipeline options after `--` (runner, workers, project, ...)")
 
@@ -79,7 +79,7 @@ def config_from_args(args: argparse.Namespace) -> mining_pipeline.MiningConfig:
             number_rule=args.number_rule, min_shared_entities=args.min_shared_entities,
             max_one_sided_entities=args.max_one_sided_entities, match_title_mentions=not args.no_title_mentions,
             max_masks_per_pair=args.max_masks_per_pair)
-        anchor = anchor_qa.AnchorClozeConfig(mask_token=args.mask_token)
+        anchor = mlqa_pt.AnchorClozeConfig(mask_token=args.mask_token)
     except ValueError as error:
         raise UserError(str(error)) from None
     if args.k <= 0:

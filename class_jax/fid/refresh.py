@@ -1,4 +1,4 @@
-"""The asynchronous passage update (DESIGN.md 1.3) as a trainer hook.
+"""The asynchronous passage update (docs/method.md#asynchronous-passage-refresh) as a trainer hook.
 
 Every N steps (and at step 0 when configured) `PassageRefresh`, inside the training process and on the training
 mesh, with the CURRENT parameters (no checkpoint round-trip):
@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from class_jax.runtime.errors import UserError
+from class_jax.runtime import stages
 from class_jax.models.class_model import CLASSModel
 from class_jax.retrieval import index_builder, index_format, retrieve
 from class_jax.fid import refresh_queries, refresh_rounds
@@ -52,7 +53,8 @@ from class_jax.trainer import data as data_lib
 from class_jax.trainer import hooks
 from class_jax.trainer import metrics as metrics_lib
 
-TRAINING_KINDS = ("anchor_qa", "qa")
+# The stages a refresh trains (their FiD task kind is the stage's name).
+TRAINING_KINDS = (stages.Stage.MLQA_PT, stages.Stage.FINETUNE)
 # Round settings that must agree for a round on disk to be the one this run would write (or resume into).
 _ROUND_SETTINGS = ("every_steps", "batch_size", "num_passages", "seed", "kind", "queries_fingerprint",
                    "corpus_rows", "query_length", "passage_length", "vocabulary_sha256")
@@ -79,13 +81,24 @@ class RoundStats:
     reused: bool = False
 
 
+def _current_names(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Round metadata with its recorded kind in today's spelling (rounds written before the rename say "anchor_qa")."""
+    metadata = dict(metadata)
+    if isinstance(metadata.get("kind"), str):
+        try:
+            metadata["kind"] = stages.parse(metadata["kind"], warn=False).value
+        except ValueError:
+            pass  # Not a stage: left as recorded, so that it differs.
+    return metadata
+
+
 class PassageRefresh:
     """The refresh hook function (see the module docstring); `passage_refresh_hooks` wraps it for gin."""
 
     def __init__(self, *, corpus_dir: str, query_fid_dirs: fid_files.FiDDirs, batch_size: int,
                  task_feature_lengths: Mapping[str, Any], every_steps: int = 1000, run_at_start: bool = True,
                  query_languages: Optional[Sequence[str]] = None, corpus_languages: Optional[Sequence[str]] = None,
-                 kind: str = "anchor_qa", vocab_path: Optional[str] = None, seed: int = 0,
+                 kind: str = "mlqa_pt", vocab_path: Optional[str] = None, seed: int = 0,
                  encode_batch_size: int = 64, index_dtype: str = "float16",
                  shard_size: int = index_builder.DEFAULT_SHARD_SIZE, num_shards: int = 8, keep_rounds: int = 2,
                  keep_index: bool = False, search_options: Optional[Mapping[str, Any]] = None,
@@ -102,7 +115,8 @@ class PassageRefresh:
           run_at_start: also refresh at step 0 (the first retrieval with the initial parameters).
           query_languages: languages for "{lang}" in `query_fid_dirs`.
           corpus_languages: corpus languages to index (default: every ingested language).
-          kind: FiD task kind the rounds are read as: "anchor_qa" (MLQA-PT) or "qa" (fine-tuning).
+          kind: the stage the rounds are read as (its FiD task kind): "mlqa_pt" or "finetune" (the old "anchor_qa"
+            and "qa" still read, with a FutureWarning).
           vocab_path: SentencePiece model of the tasks (see tasks/vocab.py).
           seed: seed of the per-epoch query permutation.
           encode_batch_size: rows per encoding step over all devices (must split over the batch shards).
@@ -118,8 +132,7 @@ class PassageRefresh:
         Raises:
           ValueError: inconsistent settings.
         """
-        if kind not in TRAINING_KINDS:
-            raise ValueError(f"refresh kind {kind!r}: expected one of {TRAINING_KINDS}")
+        kind = stages.parse(kind, allowed=TRAINING_KINDS, what="refresh kind")
         if every_steps < 1 or batch_size < 1 or keep_rounds < 1:
             raise ValueError(f"every_steps ({every_steps}), batch_size ({batch_size}) and keep_rounds "
                              f"({keep_rounds}) must be >= 1")
@@ -179,7 +192,7 @@ class PassageRefresh:
         """The settings a round records (and a round on disk must match)."""
         self._prepare()
         return {"every_steps": self.every_steps, "batch_size": self.batch_size, "num_passages": self.num_passages,
-                "seed": self.seed, "kind": self.kind, "queries_fingerprint": self._stream.fingerprint,
+                "seed": self.seed, "kind": self.kind.value, "queries_fingerprint": self._stream.fingerprint,
                 "corpus_rows": self._corpus.num_rows, "query_length": self.query_length,
                 "passage_length": self.passage_length, "vocabulary_sha256": self._vocabulary_sha256}
 
@@ -217,6 +230,7 @@ class PassageRefresh:
         return self._refresh(ctx)
 
     def _check_settings(self, recorded: Mapping[str, Any], where: pathlib.Path) -> None:
+        recorded = _current_names(recorded)
         differing = [name for name, value in self.settings().items() if recorded.get(name) != value]
         if differing:
             raise UserError(f"{where}: refresh round made with other settings ({', '.join(differing)}); resuming "
@@ -252,7 +266,7 @@ class PassageRefresh:
         metadata = {**self.settings(), "step": step, "num_steps": self.every_steps,
                     "retriever_fingerprint": identity.params_fingerprint, "model_config_hash": identity.config_hash}
         existing = refresh_rounds.read_complete_round(directory)
-        if existing is not None and existing["metadata"] == metadata:
+        if existing is not None and _current_names(existing["metadata"]) == metadata:
             logging.info("Passage refresh at step %d: %s is already complete for these parameters; reusing it.",
                          step, directory)
             stats = RoundStats(reused=True)

@@ -146,7 +146,7 @@ class RoundDataSource:
           fid_dir: the round directory.
           name: SeqIO task name for the round (registered; the source keeps its own Task object, so a later
             registration under the same name does not change what it reads).
-          kind: FiD task kind ("anchor_qa" or "qa").
+          kind: FiD task kind, a stage name ("mlqa_pt" or "finetune").
           global_batch_size: rows per step over all hosts.
           task_feature_lengths: the training task feature lengths.
           feature_converter: the model's feature converter.

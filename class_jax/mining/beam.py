@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import apache_beam as beam
 
-from class_jax.mining import mlqa_pt as anchor_qa
+from class_jax.mining import mlqa_pt
 from class_jax.mining.clr_pt import parallel as clr_pt
 from class_jax.corpus import corpus_io
 from class_jax.mining import dataset_io
@@ -116,7 +116,7 @@ def answer_lookups(element: tuple[tuple[str, str], dict]) -> Iterator[tuple[Page
 
 
 def passage_key(passage) -> tuple[PageKey, Any]:
-    return anchor_qa.passage_page_key(passage), passage
+    return mlqa_pt.passage_page_key(passage), passage
 
 
 def article_key(article) -> tuple[PageKey, Any]:
@@ -190,7 +190,7 @@ def cloze_pair_key(record: dict) -> tuple[tuple[str, str, str], dict]:
 class AnchorClozeFn(beam.DoFn):
     """(page, {article, passage}) -> MLQA-PT anchor clozes of that article, with their counts."""
 
-    def __init__(self, config: anchor_qa.AnchorClozeConfig):
+    def __init__(self, config: mlqa_pt.AnchorClozeConfig):
         self._config = config
 
     def process(self, element: tuple[PageKey, dict]) -> Iterator[Any]:
@@ -198,7 +198,7 @@ class AnchorClozeFn(beam.DoFn):
         articles = list(grouped["article"])
         if not articles:
             return
-        extractor = anchor_qa.AnchorClozeExtractor(self._config)
+        extractor = mlqa_pt.AnchorClozeExtractor(self._config)
         passages = sorted(grouped["passage"], key=lambda p: p.passage_id)
         for cloze in extractor.extract(articles[0], passages):
             yield cloze.to_dict()
@@ -342,7 +342,7 @@ def build_clr_pt(pipeline: beam.Pipeline, corpus: stages.CorpusFiles, langs: Seq
 
 
 def build_mlqa_pt(pipeline: beam.Pipeline, corpus: stages.CorpusFiles, langs: Sequence[str],
-                  config: anchor_qa.AnchorClozeConfig, out_root: str, work_dir: str, records_per_shard: int) -> None:
+                  config: mlqa_pt.AnchorClozeConfig, out_root: str, work_dir: str, records_per_shard: int) -> None:
     """Adds the MLQA-PT anchor-cloze stage to a pipeline."""
     articles = read_corpus(pipeline, "Articles", "articles", "mlqa_pt", corpus.files("articles", langs))
     passages = read_corpus(pipeline, "Passages", "passages", "mlqa_pt", corpus.files("passages", langs))

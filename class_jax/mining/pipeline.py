@@ -23,7 +23,7 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
-from class_jax.mining import mlqa_pt as anchor_qa
+from class_jax.mining import mlqa_pt
 from class_jax.mining.clr_pt import rule as clr_pt_rule
 from class_jax.mining import dataset_io
 from class_jax.mining import stages as mining_stages
@@ -31,13 +31,12 @@ from class_jax.mining.rewrite import rewriter as rewrite
 from class_jax.mining.rewrite import cache as rewrite_cache
 from class_jax.mining.rewrite import filters
 from class_jax.runtime.errors import UserError
+from class_jax.runtime import stages
 
 FORMAT_VERSION = 1
-STAGES = ("clr_pt", "mlqa_pt", "teacher")
-STEP_FOLDERS = {"clr_pt": ("clr_pt", "clr_pt_audit"), "mlqa_pt": ("mlqa_pt_clozes",), "mlqa_pt_questions": ("mlqa_pt",),
-                "teacher": ("clr_pt_teacher",)}
-STEP_DATASETS = {"clr_pt": "clr_pt", "mlqa_pt": "mlqa_pt_clozes", "mlqa_pt_questions": "mlqa_pt",
-                 "teacher": "clr_pt_teacher"}
+# The --stages values: the two mined stages (class_jax/runtime/stages.py) and the stage-1 teacher.
+TEACHER = "teacher"
+STAGES = (stages.Stage.CLR_PT.value, stages.Stage.MLQA_PT.value, TEACHER)
 MANIFEST = "manifest.json"
 
 
@@ -105,7 +104,7 @@ class MiningConfig:
     langs: tuple[str, ...]
     stages: tuple[str, ...] = STAGES
     rule: clr_pt_rule.ParallelRuleConfig = clr_pt_rule.ParallelRuleConfig()
-    anchor: anchor_qa.AnchorClozeConfig = anchor_qa.AnchorClozeConfig()
+    anchor: mlqa_pt.AnchorClozeConfig = mlqa_pt.AnchorClozeConfig()
     rewrite_filter: filters.RewriteFilterConfig = filters.RewriteFilterConfig()
     rewriter: RewriterSettings = RewriterSettings()
     teacher: TeacherSettings = TeacherSettings()
@@ -190,27 +189,36 @@ class _Run:
         return marker["section"]
 
     def clear(self, step: str) -> None:
-        for folder in STEP_FOLDERS[step] + (f".work/{step}",):
+        for folder in STEPS_BY_NAME[step].folders + (f".work/{step}",):
             dataset_io.remove_tree(dataset_io.join(self.out, folder))
         dataset_io.remove_file(self.marker_path(step))
 
     # -- steps -----------------------------------------------------------------------------------------------------
 
-    def step_settings(self, step: str, sections: dict) -> dict:
+    def common_settings(self) -> dict:
+        return {"langs": list(self.config.langs), "records_per_shard": self.config.records_per_shard}
+
+    def clr_pt_settings(self, sections: dict) -> dict:
+        del sections
         config = self.config
-        common = {"langs": list(config.langs), "records_per_shard": config.records_per_shard}
-        if step == "clr_pt":
-            return {**common, "corpus": self.corpus_reference, "rule": config.rule.to_json(),
-                    "audit_sample": config.audit_sample}
-        if step == "mlqa_pt":
-            return {**common, "corpus": self.corpus_reference, "anchor": dataclasses.asdict(config.anchor)}
-        if step == "mlqa_pt_questions":
-            return {"langs": list(config.langs), "clozes": _digest(sections["mlqa_pt"]["files"]),
-                    "rewriter": mining_stages.rewriter_fingerprint(config.rewriter),
-                    "filter": dataclasses.asdict(config.rewrite_filter)}
-        return {**common, "clr_pt": _digest(sections["clr_pt"]["files"]),
+        return {**self.common_settings(), "corpus": self.corpus_reference, "rule": config.rule.to_json(),
+                "audit_sample": config.audit_sample}
+
+    def mlqa_pt_settings(self, sections: dict) -> dict:
+        del sections
+        return {**self.common_settings(), "corpus": self.corpus_reference,
+                "anchor": dataclasses.asdict(self.config.anchor)}
+
+    def questions_settings(self, sections: dict) -> dict:
+        config = self.config
+        return {"langs": list(config.langs), "clozes": _digest(sections["mlqa_pt"]["files"]),
+                "rewriter": mining_stages.rewriter_fingerprint(config.rewriter),
+                "filter": dataclasses.asdict(config.rewrite_filter)}
+
+    def teacher_settings(self, sections: dict) -> dict:
+        return {**self.common_settings(), "clr_pt": _digest(sections["clr_pt"]["files"]),
                 "english_passages": self.corpus_reference["languages"]["en"],
-                "teacher": dataclasses.asdict(config.teacher)}
+                "teacher": dataclasses.asdict(self.config.teacher)}
 
     def run_beam(self, step: str, build: Callable) -> dict:
         # Beam is imported only when a pipeline runs: `class-jax mine --help` and resumed runs stay quick.
@@ -231,18 +239,26 @@ class _Run:
         return {"counts": {lang: _nest(values) for lang, values in sorted(counts.items())},
                 "bad_lines": {"total": bad_total, "examples": bad}, "files": files}
 
-    def execute(self, step: str, sections: dict) -> dict:
+    def mine_clr_pt(self, sections: dict) -> dict:
+        del sections
         config, out = self.config, self.out
-        if step == "clr_pt":
-            section = self.run_beam(step, lambda p, work: _graphs().build_clr_pt(
-                p, self.corpus, config.langs, config.rule, out, work, config.records_per_shard))
-            section["files"] = sorted(section["files"] + self.write_audit_tables(), key=lambda info: info["path"])
-            return section
-        if step == "mlqa_pt":
-            return self.run_beam(step, lambda p, work: _graphs().build_mlqa_pt(
-                p, self.corpus, config.langs, config.anchor, out, work, config.records_per_shard))
-        if step == "mlqa_pt_questions":
-            return self.rewrite(sections["mlqa_pt"])
+        section = self.run_beam("clr_pt", lambda p, work: _graphs().build_clr_pt(
+            p, self.corpus, config.langs, config.rule, out, work, config.records_per_shard))
+        section["files"] = sorted(section["files"] + self.write_audit_tables(), key=lambda info: info["path"])
+        return section
+
+    def mine_mlqa_pt(self, sections: dict) -> dict:
+        del sections
+        config, out = self.config, self.out
+        return self.run_beam("mlqa_pt", lambda p, work: _graphs().build_mlqa_pt(
+            p, self.corpus, config.langs, config.anchor, out, work, config.records_per_shard))
+
+    def mine_questions(self, sections: dict) -> dict:
+        return self.rewrite(sections["mlqa_pt"])
+
+    def mine_teacher(self, sections: dict) -> dict:
+        del sections
+        config, out, step = self.config, self.out, TEACHER
         # The index lives only as long as the step: bm25s numbers its vocabulary in set order, so its files differ
         # between processes while the retrieved passages and scores do not. The outputs stay byte-identical.
         index_dir = dataset_io.join(out, ".work", step, "bm25_index")
@@ -288,31 +304,29 @@ class _Run:
     # -- the run ---------------------------------------------------------------------------------------------------
 
     def steps(self) -> list[str]:
-        stages = self.config.stages
-        unknown = sorted(set(stages) - set(STAGES))
-        if unknown:
-            raise UserError(f"--stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(STAGES)})")
-        steps = [stage for stage in ("clr_pt", "mlqa_pt") if stage in stages]
-        if "mlqa_pt" in stages and self.config.rewriter.kind != "none":
-            # Checked now, not when the step comes: a missing flag should not cost the earlier stages' run.
-            mining_stages.check_rewriter_settings(self.config.rewriter)
-            steps.append("mlqa_pt_questions")
-        if "teacher" in stages:
-            steps.append("teacher")
+        selected = _parse_stages(self.config.stages)
+        steps = []
+        for step in STEPS:
+            if step.stage not in selected or (step.enabled and not step.enabled(self.config)):
+                continue
+            if step.check:
+                # Checked now, not when the step comes: a missing flag should not cost the earlier stages' run.
+                step.check(self.config)
+            steps.append(step.name)
         return steps
 
     def run(self) -> dict:
         sections: dict[str, dict] = {}
-        for step in ("clr_pt", "mlqa_pt", "mlqa_pt_questions", "teacher"):
-            marker = dataset_io.read_json(self.marker_path(step))
+        for step in STEPS:
+            marker = dataset_io.read_json(self.marker_path(step.name))
             if marker:
-                sections[step] = marker["section"]
+                sections[step.name] = marker["section"]
         for step in self.steps():
-            upstream = {"teacher": "clr_pt", "mlqa_pt_questions": "mlqa_pt"}.get(step)
+            upstream = STEPS_BY_NAME[step].upstream
             if upstream and upstream not in sections:
                 raise UserError(f"stage {step} needs the {upstream} stage's output in {self.out}; add "
                                 f"{upstream} to --stages")
-            settings = self.step_settings(step, sections)
+            settings = STEPS_BY_NAME[step].settings(self, sections)
             fingerprint = _digest(settings)
             done = self.finished(step, fingerprint)
             if done is not None:
@@ -323,7 +337,7 @@ class _Run:
             if sections.pop(step, None) is not None:
                 self.write_manifest(sections)  # The manifest must never list files that are gone.
             started = time.time()
-            section = {**self.execute(step, sections), "settings": settings}
+            section = {**STEPS_BY_NAME[step].execute(self, sections), "settings": settings}
             self.check_bad_lines(step, section)
             dataset_io.write_json_atomic(self.marker_path(step), {"fingerprint": fingerprint, "section": section})
             dataset_io.remove_tree(dataset_io.join(self.out, ".work", step))
@@ -344,11 +358,10 @@ class _Run:
               f"first: {where}")
 
     def write_manifest(self, sections: dict, evaluation: dict | None = None) -> dict:
-        finished = {step: sections[step] for step in ("clr_pt", "mlqa_pt", "mlqa_pt_questions", "teacher")
-                    if step in sections}
+        finished = {step.name: sections[step.name] for step in STEPS if step.name in sections}
         datasets = {}
         for step, section in finished.items():
-            dataset = STEP_DATASETS[step]
+            dataset = STEPS_BY_NAME[step].dataset
             datasets[dataset] = {
                 "features": dataset_io.FEATURES[dataset],
                 # Relative to OUT, so that the manifest does not change when the folder moves.
@@ -373,6 +386,72 @@ class _Run:
         return self.config.clr_pt_check(records)
 
 
+@dataclasses.dataclass(frozen=True)
+class MiningStep:
+    """One row of the step table: a step's marker name, what selects and feeds it, where it writes, how it runs.
+
+    Attributes:
+      name: the step's name: its marker OUT/stages/<name>.json and its key in the manifest's "stages".
+      stage: the --stages value that selects it (a member of STAGES).
+      dataset: the dataset it writes (a key of dataset_io.FEATURES; its folder OUT/<dataset>).
+      folders: the output folders under OUT it owns (cleared before it runs again).
+      upstream: the step whose output it reads (None: only the corpus).
+      settings: (run, finished sections) -> everything its output depends on (fingerprinted).
+      execute: (run, finished sections) -> its manifest section.
+      enabled: whether the selected step runs under this config (None: always).
+      check: validates its settings before any step runs (None: nothing to check).
+    """
+
+    name: str
+    stage: str
+    dataset: str
+    folders: tuple[str, ...]
+    upstream: str | None
+    settings: Callable[[_Run, dict], dict]
+    execute: Callable[[_Run, dict], dict]
+    enabled: Callable[[MiningConfig], bool] | None = None
+    check: Callable[[MiningConfig], None] | None = None
+
+
+# In running order.
+STEPS = (
+    MiningStep("clr_pt", stage="clr_pt", dataset="clr_pt", folders=("clr_pt", "clr_pt_audit"), upstream=None,
+               settings=_Run.clr_pt_settings, execute=_Run.mine_clr_pt),
+    MiningStep("mlqa_pt", stage="mlqa_pt", dataset="mlqa_pt_clozes", folders=("mlqa_pt_clozes",), upstream=None,
+               settings=_Run.mlqa_pt_settings, execute=_Run.mine_mlqa_pt),
+    MiningStep("mlqa_pt_questions", stage="mlqa_pt", dataset="mlqa_pt", folders=("mlqa_pt",), upstream="mlqa_pt",
+               settings=_Run.questions_settings, execute=_Run.mine_questions,
+               enabled=lambda config: config.rewriter.kind != "none",
+               check=lambda config: mining_stages.check_rewriter_settings(config.rewriter)),
+    MiningStep(TEACHER, stage=TEACHER, dataset="clr_pt_teacher", folders=("clr_pt_teacher",), upstream="clr_pt",
+               settings=_Run.teacher_settings, execute=_Run.mine_teacher),
+)
+STEPS_BY_NAME = {step.name: step for step in STEPS}
+STEP_FOLDERS = {step.name: step.folders for step in STEPS}
+STEP_DATASETS = {step.name: step.dataset for step in STEPS}
+
+
+def _parse_stages(names: Sequence[str]) -> set[str]:
+    """The --stages values in today's spelling (the old "anchor_qa" for mlqa_pt warns).
+
+    Raises:
+      UserError: unknown names (the message lists them and the known ones).
+    """
+    mined = (stages.Stage.CLR_PT, stages.Stage.MLQA_PT)
+    parsed, unknown = set(), []
+    for name in names:
+        if name == TEACHER:
+            parsed.add(name)
+            continue
+        try:
+            parsed.add(stages.parse(name, allowed=mined, what="--stages value").value)
+        except ValueError:
+            unknown.append(name)
+    if unknown:
+        raise UserError(f"--stages: unknown stage(s) {', '.join(sorted(set(unknown)))} (known: {', '.join(STAGES)})")
+    return parsed
+
+
 def run_mining(config: MiningConfig, rewriter_factory: Callable[[], rewrite.Rewriter] | None = None) -> dict:
     """Runs (or resumes) the mining stages.
 
@@ -387,8 +466,8 @@ def run_mining(config: MiningConfig, rewriter_factory: Callable[[], rewrite.Rewr
       UserError: bad corpus, languages, stages or settings; malformed input with `fail_on_bad_lines`.
     """
     if config.records_per_shard <= 0:
-        raise UserError(f"--records-per-shard must be positive, got {config.records_per_shard}")
+        raise UserError(f"--records_per_shard must be positive, got {config.records_per_shard}")
     if config.audit_sample < 0:
-        raise UserError(f"--audit-sample must not be negative, got {config.audit_sample}")
+        raise UserError(f"--audit_sample must not be negative, got {config.audit_sample}")
     return _Run(config, rewriter_factory).run()
 

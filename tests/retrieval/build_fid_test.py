@@ -13,7 +13,7 @@ import retrieval_fixtures as fx
 
 
 def _build_fid(corpus_root, queries, out, *extra) -> list[str]:
-    return ["build-fid", "--kind", "questions", "--corpus", str(corpus_root), "--questions", str(queries),
+    return ["build-fid", "--kind", "finetune", "--corpus", str(corpus_root), "--questions", str(queries),
             "--out", str(out), "--k", "3", *extra]
 
 
@@ -60,7 +60,25 @@ def test_bm25_questions_and_eval_files_leave_targets_empty(corpus, tmp_path):
     assert all(p.id in english for e in examples for p in e.passages)
 
 
+@pytest.mark.parametrize("kind, extra", [("questions", ("--eval",)), ("xor_full_eval", ())])
+def test_old_kind_name_and_eval_kinds_build_eval_files(corpus, tmp_path, kind, extra):
+    queries = tmp_path / "queries.jsonl"
+    fx.write_queries(queries)
+    out = tmp_path / "fid_eval"
+    argv = _build_fid(corpus[0], queries, out, "--kind", kind, *extra)
+    if kind == "questions":
+        with pytest.warns(FutureWarning, match="--kind 'questions' is a deprecated name; write 'finetune' instead"):
+            assert cli.main(argv) == 0
+    else:
+        assert cli.main(argv) == 0
+    examples = list(fid_files.read_fid_examples(str(out)))
+    assert examples and all(e.target == "" for e in examples)
+
+
 @pytest.mark.parametrize("extra, message", [
+    (("--kind", "nq"), "unknown --kind 'nq'; expected one of: clr_pt, mlqa_pt, finetune, xor_full_eval, mkqa_eval, "
+                       "xor_retrieve_eval"),
+    (("--kind", "mlqa_pt"), "--kind mlqa_pt needs --mined DIR and --langs"),
     (("--retriever", "index"), "needs --checkpoint and --index"),
     (("--passage_langs", "ja"), "English passages only"),
     (("--k", "0"), "--k 0"),

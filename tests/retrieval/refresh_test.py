@@ -57,7 +57,7 @@ def setup(tmp_path_factory):
     # Queries from both languages, so the stream mixes them.
     queries = _query_records(passages[::2])
     fid_files.write_fid_examples(queries, str(root / "initial"), 2, num_passages=K)
-    fid_tasks.register_fid_task("refresh_test_initial", str(root / "initial"), "anchor_qa", vocab_path=fx.VOCAB_PATH)
+    fid_tasks.register_fid_task("refresh_test_initial", str(root / "initial"), "mlqa_pt", vocab_path=fx.VOCAB_PATH)
     return {"root": root, "corpus": root / "corpus", "initial": root / "initial", "passages": passages,
             "queries": queries}
 
@@ -79,7 +79,7 @@ class RecordingRefresh:
 
 def _refresh_function(setup, **overrides) -> refresh.PassageRefresh:
     options = dict(corpus_dir=str(setup["corpus"]), query_fid_dirs=str(setup["initial"]), batch_size=BATCH,
-                   task_feature_lengths=LENGTHS, every_steps=EVERY, kind="anchor_qa", vocab_path=fx.VOCAB_PATH,
+                   task_feature_lengths=LENGTHS, every_steps=EVERY, kind="mlqa_pt", vocab_path=fx.VOCAB_PATH,
                    seed=7, encode_batch_size=8, index_dtype="float32", shard_size=10, num_shards=3, keep_rounds=2,
                    tensorboard=False, progress=False)
     options.update(overrides)
@@ -201,7 +201,7 @@ def test_round_source_feeds_each_host_its_rows_of_the_block_in_order(setup, unin
     model_dir, _, _ = uninterrupted
     _, examples = _round(model_dir, 2)
     source = refresh_rounds.RoundDataSource(
-        refresh_rounds.round_dir(model_dir, 2), name="refresh_test_round", kind="anchor_qa", global_batch_size=BATCH,
+        refresh_rounds.round_dir(model_dir, 2), name="refresh_test_round", kind="mlqa_pt", global_batch_size=BATCH,
         task_feature_lengths=LENGTHS, feature_converter=data.feature_converter_for(CLASSModel(fx.TINY)),
         vocab_path=fx.VOCAB_PATH)
     vocabulary = fx.vocabulary()
@@ -307,7 +307,7 @@ def _bound_refresh_hooks(stage: str, *bindings: str) -> list:
         gin.clear_config()
 
 
-@pytest.mark.parametrize("stage, kind", [("demo/mlqa_pt.gin", "anchor_qa"), ("demo/finetune_xor_full.gin", "qa")])
+@pytest.mark.parametrize("stage, kind", [("demo/mlqa_pt.gin", "mlqa_pt"), ("demo/finetune_xor_full.gin", "finetune")])
 def test_gin_stages_bind_the_refresh_hook(stage, kind):
     bound = _bound_refresh_hooks(stage, "REFRESH_CORPUS_DIR = '/data/corpus'")
     assert len(bound) == 1 and bound[0].every_steps == 25 and bound[0].run_at_start
@@ -315,11 +315,24 @@ def test_gin_stages_bind_the_refresh_hook(stage, kind):
     assert isinstance(function, refresh.PassageRefresh)
     assert (function.kind, function.batch_size, function.num_passages, function.passage_length) == (kind, 8, 4, 64)
     assert function.corpus_dir == "/data/corpus" and function.every_steps == 25
-    if kind == "anchor_qa":
+    if kind == "mlqa_pt":
         assert function.query_fid_dirs == "/data/mlqa_pt/{lang}"
         assert function.query_languages == ["de", "es", "ja", "ru", "ar", "ko"]
     else:
         assert function.query_fid_dirs == "/data/xor_full" and function.query_languages is None
+
+
+def test_old_refresh_kind_still_binds_with_a_warning_and_reads_old_rounds():
+    with pytest.warns(FutureWarning, match="refresh kind 'anchor_qa' is a deprecated name; write 'mlqa_pt'"):
+        bound = _bound_refresh_hooks("demo/mlqa_pt.gin", "REFRESH_CORPUS_DIR = '/data/corpus'",
+                                     "REFRESH_KIND = 'anchor_qa'")
+    assert bound[0].fn.kind == "mlqa_pt"
+    # Rounds written before the rename recorded the old kind: they still match (and are resumed into / reused).
+    old_round = {"kind": "anchor_qa", "seed": 7}
+    assert refresh._current_names(old_round) == {"kind": "mlqa_pt", "seed": 7}  # pylint: disable=protected-access
+    assert refresh._current_names({"kind": "other"})["kind"] == "other"  # pylint: disable=protected-access
+    with pytest.raises(ValueError, match="unknown refresh kind 'clr_pt'; expected one of: mlqa_pt, finetune"):
+        _bound_refresh_hooks("demo/mlqa_pt.gin", "REFRESH_CORPUS_DIR = '/data/corpus'", "REFRESH_KIND = 'clr_pt'")
 
 
 def test_refresh_is_off_with_a_warning_without_a_corpus(caplog):

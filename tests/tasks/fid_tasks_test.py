@@ -51,7 +51,7 @@ def _by_id(examples):
 
 def test_qa_task_tokenises_like_the_retrieval_inputs(fid_dir, test_vocab):
     records = _records(5, lambda i: i % 5)  # 0..4 passages: padded to k = 3, or cut to the top 3
-    fid_tasks.register_fid_task("test_fid_qa", fid_dir(records), "qa", vocabulary=test_vocab)
+    fid_tasks.register_fid_task("test_fid_qa", fid_dir(records), "finetune", vocabulary=test_vocab)
     examples = _by_id(_examples("test_fid_qa", LENGTHS))
     assert len(examples) == 5
     for record in records:
@@ -76,7 +76,7 @@ def test_decoded_features_read_back_as_the_source_record(fid_dir, demo):
     vocabulary = vocab.get_vocabulary(str(demo["vocab"]))  # byte fallback: every character round-trips
     records = _records(1, lambda i: 2)
     records[0].update(question="東京の川はどこですか", target="Аргунь")
-    fid_tasks.register_fid_task("test_fid_decode", fid_dir(records), "qa", vocab_path=str(demo["vocab"]))
+    fid_tasks.register_fid_task("test_fid_decode", fid_dir(records), "finetune", vocab_path=str(demo["vocab"]))
     example = _examples("test_fid_decode", {"query_tokens": 50, "passage_tokens": (K, 200), "targets": 50})[0]
     assert vocabulary.decode(example["query_tokens"].tolist()) == "question: 東京の川はどこですか"
     assert vocabulary.decode(example["targets"].tolist()) == "Аргунь"
@@ -121,10 +121,10 @@ def test_stage1_task_refuses_files_without_teacher_scores(fid_dir, test_vocab):
         _examples("test_fid_clr_pt_bad", STAGE1_LENGTHS)
 
 
-def test_anchor_qa_blanks_the_query_source_passage(fid_dir, test_vocab):
+def test_mlqa_pt_blanks_the_query_source_passage(fid_dir, test_vocab):
     records = _records(3, lambda i: 3, source_passage_id=lambda i, n: f"p{i}_{i}")
-    fid_tasks.register_fid_task("test_fid_anchor_qa", fid_dir(records), "anchor_qa", vocabulary=test_vocab)
-    for example in _examples("test_fid_anchor_qa", LENGTHS):
+    fid_tasks.register_fid_task("test_fid_mlqa_pt", fid_dir(records), "mlqa_pt", vocabulary=test_vocab)
+    for example in _examples("test_fid_mlqa_pt", LENGTHS):
         i = int(example["id"].decode()[1:])
         present = example["passage_tokens"].any(axis=-1).tolist()
         assert present == [slot != i for slot in range(K)]
@@ -179,11 +179,11 @@ def test_per_language_mixture_mixes_by_example_count(tmp_path, test_vocab):
     for lang, count in (("ja", 6), ("ko", 2)):
         fid_files.write_fid_examples(_records(count, lambda i: 1, lang=lang), str(tmp_path / lang), 1, num_passages=1)
     assert fid_tasks.fid_mixture.__name__ == "fid_mixture"
-    mixture = fid_tasks.register_language_mixture("test_mix", str(tmp_path / "{lang}"), ["ja", "ko"], "qa",
+    mixture = fid_tasks.register_language_mixture("test_mix", str(tmp_path / "{lang}"), ["ja", "ko"], "finetune",
                                                   vocabulary=test_vocab)
     assert sorted(t.name for t in mixture.tasks) == ["test_mix_ja", "test_mix_ko"]
     assert [mixture.get_rate(t) for t in sorted(mixture.tasks, key=lambda t: t.name)] == [6, 2]
     with pytest.raises(UserError, match="must contain '{lang}'"):
-        fid_tasks.register_language_mixture("test_mix", str(tmp_path / "ja"), ["ja"], "qa", vocabulary=test_vocab)
+        fid_tasks.register_language_mixture("test_mix", str(tmp_path / "ja"), ["ja"], "finetune", vocabulary=test_vocab)
     with pytest.raises(ValueError, match="unknown FiD task kind"):
         fid_tasks.register_fid_task("test_bad_kind", str(tmp_path / "ja"), "translate", vocabulary=test_vocab)

@@ -93,7 +93,7 @@ def test_mlqa_pt_fid_task_excludes_the_source_passage(mined, tmp_path, test_voca
         assert record["source_passage_id"] not in [p.id for p in example.passages]
         ranked = OverlapRetriever("ja").top_k([record["question"]], K + 1)[0][0]
         assert [p.id for p in example.passages] == [i for i in ranked if i != record["source_passage_id"]][:K]
-    fid_tasks.register_language_mixture("test_mlqa_pt", template, ["ja"], "anchor_qa", vocabulary=test_vocab)
+    fid_tasks.register_language_mixture("test_mlqa_pt", template, ["ja"], "mlqa_pt", vocabulary=test_vocab)
     examples = _examples("test_mlqa_pt_ja", LENGTHS)
     assert len(examples) == 4 and all(e["passage_tokens"].any(axis=-1).all() for e in examples.values())
 

@@ -9,6 +9,7 @@ from class_jax.models import class_model
 from class_jax.tasks import fid_tasks
 from class_jax.trainer import data
 from class_jax.runtime import gin_utils
+from class_jax.runtime import stages
 
 CLR_PT_LANGUAGES = ["ar", "bn", "de", "es", "fi", "fr", "it", "ja", "ko", "ru", "te", "ta", "ml", "kn", "zh"]
 FID_LENGTHS = {"query_tokens": 50, "passage_tokens": (100, 200), "targets": 50}
@@ -16,10 +17,10 @@ FID_LENGTHS = {"query_tokens": 50, "passage_tokens": (100, 200), "targets": 50}
 # stage -> (its data macro, steps, learning rate, warm-up steps, loss stage, registered name, task kind or languages)
 TRAINING_STAGES = {
     "clr_pt": ("CLR_PT_FID_DIRS", 64000, 1e-4, 6400, "clr_pt", "clr_pt", CLR_PT_LANGUAGES),
-    "mlqa_pt": ("MLQA_PT_FID_DIRS", 16000, 5e-5, 0, "reader", "mlqa_pt", CLR_PT_LANGUAGES),
-    "finetune_nq": ("TRAIN_FID_DIRS", 8000, 5e-5, 0, "reader", "finetune_nq", "qa"),
-    "finetune_xor_retrieve": ("TRAIN_FID_DIRS", 6000, 5e-5, 0, "reader", "finetune_xor_retrieve", "qa"),
-    "finetune_xor_full": ("TRAIN_FID_DIRS", 6000, 5e-5, 0, "reader", "finetune_xor_full", "qa"),
+    "mlqa_pt": ("MLQA_PT_FID_DIRS", 16000, 5e-5, 0, "mlqa_pt", "mlqa_pt", CLR_PT_LANGUAGES),
+    "finetune_nq": ("TRAIN_FID_DIRS", 8000, 5e-5, 0, "finetune", "finetune_nq", "finetune"),
+    "finetune_xor_retrieve": ("TRAIN_FID_DIRS", 6000, 5e-5, 0, "finetune", "finetune_xor_retrieve", "finetune"),
+    "finetune_xor_full": ("TRAIN_FID_DIRS", 6000, 5e-5, 0, "finetune", "finetune_xor_full", "finetune"),
 }
 EVAL_STAGES = {"eval_xor_retrieve": "xor_retrieve_eval", "eval_xor_full": "xor_full_eval", "eval_mkqa": "mkqa_eval"}
 
@@ -77,7 +78,7 @@ def test_eval_stage_registers_its_scored_task(stage, tmp_path):
     assert config.mixture_or_task_name == stage and config.split == "validation" and not config.shuffle
     assert dict(config.task_feature_lengths) == FID_LENGTHS
     task = seqio.get_mixture_or_task(stage)
-    expected_metric = fid_tasks._KIND_SPECS[EVAL_STAGES[stage]]["metric_fns"]  # pylint: disable=protected-access
+    expected_metric = fid_tasks.kind_spec(EVAL_STAGES[stage]).metric_fns
     assert tuple(task.metric_fns) == tuple(expected_metric)
 
 
@@ -85,3 +86,25 @@ def test_unset_data_directory_is_reported_by_name(tmp_path):
     with pytest.raises(UserError, match="TRAIN_FID_DIRS/macro.value set to `%gin.REQUIRED`"):
         gin_utils.parse_gin(["stages/mt5_base/finetune_xor_full.gin"],
                             [f"MODEL_DIR = '{tmp_path}'", "INITIAL_CHECKPOINT_PATH = '/ckpt'"])
+
+
+def test_old_stage_names_in_gin_still_work_with_a_warning(tmp_path):
+    fid_dirs = str(tmp_path / "fid" / "{lang}")
+    gin_utils.parse_gin(["stages/mt5_base/mlqa_pt.gin"], [
+        f"MODEL_DIR = '{tmp_path / 'run'}'", f"MLQA_PT_FID_DIRS = '{fid_dirs}'", "INITIAL_CHECKPOINT_PATH = '/ckpt'",
+        "class_model.LossConfig.stage = 'reader'", "fid_tasks.fid_mixture.kind = 'anchor_qa'"])
+    with pytest.warns(FutureWarning, match="LossConfig.stage 'reader' is a deprecated name; write 'finetune'"):
+        assert gin.get_configurable(class_model.LossConfig)().stage is stages.Stage.FINETUNE
+    with pytest.warns(FutureWarning, match="FiD task kind 'anchor_qa' is a deprecated name; write 'mlqa_pt'"):
+        assert _dataset_config("train").mixture_or_task_name == "mlqa_pt"
+    task = seqio.get_mixture_or_task("mlqa_pt_ja")
+    assert task.preprocessors[0].keywords == {"drop_source_passage": True}  # the MLQA-PT task, not fine-tuning's
+
+
+def test_unknown_stage_name_in_gin_is_an_error_listing_the_valid_names(tmp_path):
+    gin_utils.parse_gin(["stages/mt5_base/finetune_nq.gin"], [
+        f"MODEL_DIR = '{tmp_path / 'run'}'", f"TRAIN_FID_DIRS = '{tmp_path / 'fid'}'",
+        "INITIAL_CHECKPOINT_PATH = '/ckpt'", "fid_tasks.fid_task.kind = 'nq'"])
+    with pytest.raises(ValueError, match="unknown FiD task kind 'nq'; expected one of: clr_pt, mlqa_pt, finetune, "
+                                         "xor_full_eval, mkqa_eval, xor_retrieve_eval"):
+        _dataset_config("train")
