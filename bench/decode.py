@@ -53,7 +53,7 @@ def class_jax_runners(size: str, inputs: dict[str, np.ndarray], steps: int, voca
                          num_encoder_layers=enc, num_decoder_layers=dec, dropout_rate=0.0, dtype=dtype)
     model = CLASSModel(config, max_decode_length=steps, num_beams=1, eos_id=-1)
     batch, passages, passage_len = inputs["passage_tokens"].shape
-    shapes = {"query_tokens": (1, 4), "passage_tokens": (1, 1, 4), "decoder_input_tokens": (1, 2)}
+    shapes = CLASSModel.init_shapes()
     params = jax.jit(lambda r: nn.unbox(model.get_initial_variables(r, shapes)["params"]))(jax.random.PRNGKey(0))
     batch_arrays = {name: jnp.asarray(value) for name, value in inputs.items()}
 

@@ -71,7 +71,7 @@ def _class_jax_model(size: str, vocab: int, dtype: str):
 
     config = _config(size, vocab, dtype)
     model = CLASSModel(config)
-    shapes = {"query_tokens": (1, 4), "passage_tokens": (1, 1, 4), "decoder_input_tokens": (1, 2)}
+    shapes = CLASSModel.init_shapes()
     params = jax.jit(lambda r: nn.unbox(model.get_initial_variables(r, shapes)["params"]))(jax.random.PRNGKey(0))
     return config, model, params
 

@@ -121,7 +121,7 @@ def bench_encoding(size: str, num_passages: int, batch_size: int) -> dict:
     config = ModelConfig(vocab_size=32128, emb_dim=emb, num_heads=heads, head_dim=head_dim, mlp_dim=mlp,
                          num_encoder_layers=layers, num_decoder_layers=1, dropout_rate=0.0)
     model = CLASSModel(config)
-    shapes = {"query_tokens": (1, 4), "passage_tokens": (1, 1, 4), "decoder_input_tokens": (1, 2)}
+    shapes = CLASSModel.init_shapes()
     params = jax.jit(lambda r: nn.unbox(model.get_initial_variables(r, shapes)["params"]))(jax.random.PRNGKey(0))
     vocabulary = seqio.SentencePieceVocabulary(
         os.path.join(seqio.test_utils.TEST_DATA_DIR, "sentencepiece", "sentencepiece.model"))

@@ -78,9 +78,10 @@ class DemoPipeline:
 
     @property
     def lengths(self) -> dict[str, int]:
-        """k and the feature lengths of gin/demo/common.gin."""
+        """k and the query / passage lengths stage 1 trains with (its configured train dataset; every demo gin file
+        takes them from gin/demo/common.gin), for mining, FiD files, indexes and retrieval."""
         if self._lengths is None:
-            self._lengths = systems.demo_feature_lengths(self.paths)
+            self._lengths = systems.demo_feature_lengths([STAGE_GIN["clr_pt"]], self._stage_bindings("clr_pt"))
         return self._lengths
 
     # ---------------------------------------------------------------------------------------------- data
@@ -127,7 +128,8 @@ class DemoPipeline:
                                        self.lengths["QUERY_LENGTH"])
 
     def _mlqa_pt_fid(self) -> dict[str, int]:
-        # The stage-1 retriever's top k (DESIGN §1.3); refreshes then re-retrieve with the model being trained.
+        # The stage-1 retriever's top k (docs/method.md#stage-2-mlqa-pt); refreshes then re-retrieve with the model
+        # being trained.
         manifests = builders.write_mlqa_pt_fid_files(
             str(self.workdir / "mined"), self._retriever_of("clr_pt"), self._all_passages(),
             str(self.workdir / "fid" / "mlqa_pt" / "{lang}"), self.settings.target_languages,
@@ -166,24 +168,18 @@ class DemoPipeline:
 
     def _train(self, stage: str) -> dict[str, Any]:
         import class_jax.trainer.train as train_script  # pylint: disable=import-outside-toplevel
-        gin_utils.parse_gin([STAGE_GIN[stage]], self._stage_bindings(stage))
-        try:
+        with gin_utils.scoped_config([STAGE_GIN[stage]], self._stage_bindings(stage)):
             result = gin_utils.run_configured(train_script.train)
-        finally:
-            gin_utils.gin.clear_config()
         if result.preempted:
             raise DemoInterrupted(f"training of {stage} stopped at step {result.step} (checkpoint saved)")
         return {"steps": result.step, "run_dir": str(self.run_dir(stage))}
 
     def _export(self, stage: str) -> dict[str, str]:
         import class_jax.trainer.export as export_script  # pylint: disable=import-outside-toplevel
-        gin_utils.parse_gin([str(self.run_dir(stage) / "config.gin"), "runs/export.gin"], [
-            f"CHECKPOINT_PATH = '{self.run_dir(stage)}'", f"EXPORT_DIR = '{self.params_dir(stage)}'",
-            "export_script.export.overwrite = True"])
-        try:
+        with gin_utils.scoped_config([str(self.run_dir(stage) / "config.gin"), "runs/export.gin"], [
+                f"CHECKPOINT_PATH = '{self.run_dir(stage)}'", f"EXPORT_DIR = '{self.params_dir(stage)}'",
+                "export_script.export.overwrite = True"]):
             gin_utils.run_configured(export_script.export)
-        finally:
-            gin_utils.gin.clear_config()
         return {"params": str(self.params_dir(stage))}
 
     def _untrained(self) -> dict[str, str]:
@@ -192,15 +188,12 @@ class DemoPipeline:
         import flax.linen as nn  # pylint: disable=import-outside-toplevel
         from class_jax.checkpoints import params_io  # pylint: disable=import-outside-toplevel
         from class_jax.models.class_model import CLASSModel  # pylint: disable=import-outside-toplevel
-        gin_utils.parse_gin([STAGE_GIN["clr_pt"]], self._stage_bindings("clr_pt"))
-        try:
+        with gin_utils.scoped_config([STAGE_GIN["clr_pt"]], self._stage_bindings("clr_pt")):
             model = gin_utils.run_configured(CLASSModel)
-        finally:
-            gin_utils.gin.clear_config()
-        shapes = {"query_tokens": (1, 4), "passage_tokens": (1, 1, 4), "decoder_input_tokens": (1, 2)}
-        # The trainer initialises from fold_in(key(seed), 0) (train._restore_or_initialize).
+        # The trainer initialises from fold_in(key(seed), 0) (train._restore_or_initialize); the values do not depend
+        # on the input shapes (CLASSModel.init_shapes).
         rng = jax.random.fold_in(jax.random.key(self.settings.seed), 0)
-        params = nn.unbox(model.get_initial_variables(rng, shapes)["params"])
+        params = nn.unbox(model.get_initial_variables(rng, CLASSModel.init_shapes())["params"])
         params_io.save_params(self.params_dir("untrained"), jax.device_get(params), model.config, overwrite=True)
         return {"params": str(self.params_dir("untrained"))}
 

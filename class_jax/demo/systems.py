@@ -51,14 +51,28 @@ class DemoPaths:
         return [f"VOCAB_PATH = '{self.vocab}'", f"NUM_EMBEDDINGS = {self.vocab_size}"]
 
 
-def demo_feature_lengths(paths: DemoPaths) -> dict[str, int]:
-    """k and the query / passage lengths the demo gin files train with (read from gin/demo/common.gin)."""
-    gin_utils.parse_gin(["demo/common.gin"], paths.gin_bindings())
-    try:
-        return {name: gin_utils.gin.query_parameter(f"%{name}")
-                for name in ("NUM_PASSAGES", "QUERY_LENGTH", "PASSAGE_LENGTH")}
-    finally:
-        gin_utils.gin.clear_config()
+def demo_feature_lengths(gin_files: Sequence[str], bindings: Sequence[str]) -> dict[str, int]:
+    """k and the query / passage lengths a training run reads its examples with.
+
+    Read from the run's train dataset as gin configures it (`train/data.DatasetConfig.task_feature_lengths`, what
+    `train_script.train` is given), so a binding that changes the trained lengths changes these too; the dataset
+    itself (its FiD task registration) is not built.
+
+    Args:
+      gin_files: the run's gin files (e.g. demo/clr_pt.gin).
+      bindings: its bindings.
+
+    Returns:
+      {"NUM_PASSAGES": k, "QUERY_LENGTH": Lq, "PASSAGE_LENGTH": Lp}.
+
+    Raises:
+      UserError: the configuration is invalid or binds no train feature lengths.
+    """
+    with gin_utils.scoped_config(gin_files, bindings):
+        lengths = gin_utils.configured_argument("train/data.DatasetConfig", "task_feature_lengths")
+    num_passages, passage_length = lengths["passage_tokens"]
+    return {"NUM_PASSAGES": int(num_passages), "QUERY_LENGTH": int(lengths["query_tokens"]),
+            "PASSAGE_LENGTH": int(passage_length)}
 
 
 def _percent(hits: Sequence[bool]) -> float:
@@ -199,7 +213,7 @@ def index_retriever(params_dir: pathlib.Path, index_dir: pathlib.Path, paths: De
 
 def write_question_fid(retriever: Any, question_file: pathlib.Path, passages: dict, out: pathlib.Path,
                        num_passages: int, with_target: bool) -> int:
-    """`class-jax build-fid --kind questions`: the questions with the retriever's top k; returns the count."""
+    """`class-jax build-fid --kind finetune`: the questions with the retriever's top k; returns the count."""
     manifest = builders.write_question_fid_files(
         query_sources.load_xor_questions(question_file), retriever, passages, str(out), num_passages=num_passages,
         with_target=with_target, overwrite=True)
@@ -210,13 +224,10 @@ def evaluate_answers(params_dir: pathlib.Path, fid_dir: pathlib.Path, out: pathl
                      languages: Sequence[str], passage_length: int) -> dict[str, Any]:
     """`class-jax eval` with demo/eval_xor_full.gin: greedy answers, F1 / EM per language."""
     import class_jax.trainer.evaluate as eval_script  # pylint: disable=import-outside-toplevel
-    gin_utils.parse_gin(["demo/eval_xor_full.gin"], paths.gin_bindings() + [
-        f"CHECKPOINT_PATH = '{params_dir}'", f"EVAL_OUTPUT_DIR = '{out}'", f"EVAL_FID_DIRS = '{fid_dir}'",
-        "eval_script.evaluate.tensorboard = False"])
-    try:
+    with gin_utils.scoped_config(["demo/eval_xor_full.gin"], paths.gin_bindings() + [
+            f"CHECKPOINT_PATH = '{params_dir}'", f"EVAL_OUTPUT_DIR = '{out}'", f"EVAL_FID_DIRS = '{fid_dir}'",
+            "eval_script.evaluate.tensorboard = False"]):
         results = gin_utils.run_configured(eval_script.evaluate)
-    finally:
-        gin_utils.gin.clear_config()
     from class_jax.tasks import vocab  # pylint: disable=import-outside-toplevel
     return answer_report(results["eval_xor_full"], out, languages, vocab.get_vocabulary(str(paths.vocab)),
                          passage_length)
@@ -233,7 +244,7 @@ def model_system(params_dir: pathlib.Path, paths: DemoPaths, out: pathlib.Path, 
       languages: the evaluated question languages.
       recall_at: R@n cut-offs.
       depth: passages retrieved per retrieval question.
-      lengths: `demo_feature_lengths(paths)`.
+      lengths: `demo_feature_lengths(...)` of the training runs.
 
     Returns:
       {"retrieval": retrieval_report(...), "answers": answer_report(...), "indexes": {...}}.

@@ -19,14 +19,14 @@ from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from class_jax.models import decoding
 from class_jax.models import losses
-from class_jax.models import scoring
+from class_jax.models import retrievers
 from class_jax.models.base import BaseModel
 from class_jax.models.config import ModelConfig
 from class_jax.models.network import Transformer
+from class_jax.runtime import stages
 
 Array = jax.Array
 PyTree = Any
@@ -37,8 +37,10 @@ class LossConfig:
     """Which loss terms are on and how they are weighted.
 
     Attributes:
-      stage: "reader" (stage 2 and fine-tuning: CE + alpha * KL(reader target ‖ retriever)) or "clr_pt"
-        (stage 1: CE + alpha * [KL(T‖S_en) + KL(T‖S_xx) + KL(sg(S_en)‖S_xx)] over the global batch).
+      stage: the training stage (class_jax/runtime/stages.py; a name is parsed into a Stage): "mlqa_pt" or
+        "finetune" (stages 2 and 3: CE + alpha * KL(reader target ‖ retriever)) or "clr_pt" (stage 1: CE + alpha *
+        [KL(T‖S_en) + KL(T‖S_xx) + KL(sg(S_en)‖S_xx)] over the global batch). The old "reader" still reads, as
+        "finetune", with a FutureWarning.
       alpha: weight of the retrieval KL terms (8 in the paper).
       ce_weight: weight of the answer cross-entropy.
       label_smoothing: of the answer cross-entropy.
@@ -60,7 +62,7 @@ class LossConfig:
         trained from scratch this way does not learn to separate relevant from irrelevant passages).
     """
 
-    stage: str = "reader"
+    stage: stages.Stage = stages.Stage.FINETUNE
     alpha: float = 8.0
     ce_weight: float = 1.0
     label_smoothing: float = 0.0
@@ -72,6 +74,10 @@ class LossConfig:
     answer_alignment_kl: bool = False
     reader_retriever_kl: bool = False
     unscored_passages: str = "negatives"
+
+    def __post_init__(self):
+        object.__setattr__(self, "stage", stages.parse(self.stage, allowed=stages.TRAINING_STAGES,
+                                                       what="LossConfig.stage"))
 
 
 class CLASSModel(BaseModel):
@@ -105,6 +111,19 @@ class CLASSModel(BaseModel):
         return feature_converter.FiDFeatureConverter
 
     # ----------------------------------------------------------------------------------------------- init
+    @staticmethod
+    def init_shapes() -> dict[str, tuple[int, ...]]:
+        """The smallest input shapes for `get_initial_variables` when only the parameters are wanted.
+
+        No parameter has a batch, passage-count or sequence-length dimension (their shapes follow from the
+        ModelConfig alone) and Flax draws each parameter from the rng by its path, so these give the same
+        parameters, shapes and values, as the training shapes do, at next to no tracing or initialisation cost.
+
+        Returns:
+          A fresh dict: query_tokens [1, 4], passage_tokens [1, 1, 4], decoder_input_tokens [1, 2].
+        """
+        return {"query_tokens": (1, 4), "passage_tokens": (1, 1, 4), "decoder_input_tokens": (1, 2)}
+
     def get_initial_variables(self, rng: Array, input_shapes: Mapping[str, tuple[int, ...]],
                               input_types: Optional[Mapping[str, Any]] = None) -> PyTree:
         del input_types
@@ -121,16 +140,23 @@ class CLASSModel(BaseModel):
         """Retrieval representation of standalone queries or passages (the index path).
 
         Returns:
-          pooled mode: {"vectors": [n, retrieval_dim]}; token mode: {"tokens": [n, len, head_dim] (Q for
-          queries, K for passages), "valid": [n, len]}.
+          The retriever kind's `vectors`: pooled mode: {"vectors": [n, retrieval_dim]}; token mode:
+          {"tokens": [n, len, head_dim] (Q for queries, K for passages), "valid": [n, len]}.
         """
         readout = self._apply(params, tokens, method="retrieval_readout")
         return self._vectors(params, readout, is_query)
 
+    @property
+    def retriever(self) -> retrievers.RetrieverKind:
+        """The retriever kind of `config.retrieval_mode`."""
+        return retrievers.get_retriever(self.config)
+
     def _vectors(self, params: PyTree, readout: dict[str, Array], is_query: bool) -> dict[str, Array]:
-        if self.config.retrieval_mode == "pooled":
-            return {"vectors": self._apply(params, readout, is_query, method="pooled_vectors")}
-        return {"tokens": readout["token_query" if is_query else "token_key"], "valid": readout["valid"]}
+        return self._apply(params, readout, is_query, method="retrieval_vectors")
+
+    def _relative_bias(self, params: PyTree) -> retrievers.RelativeBias:
+        return lambda query_positions, key_positions: self._apply(params, query_positions, key_positions,
+                                                                  method="relative_bias")
 
     def score(self, params: PyTree, queries: dict[str, Array], passages: dict[str, Array],
               query_length: Optional[int] = None) -> Array:
@@ -142,20 +168,8 @@ class CLASSModel(BaseModel):
             flattened).
           query_length: token mode with position bias: the query slot length Lq (passage positions start there).
         """
-        if self.config.retrieval_mode == "pooled":
-            p = passages["vectors"]
-            return scoring.dot_scores(queries["vectors"], p.reshape(-1, p.shape[-1]))
-        p_tokens, p_valid = passages["tokens"], passages["valid"]
-        p_tokens = p_tokens.reshape((-1,) + p_tokens.shape[-2:])
-        p_valid = p_valid.reshape((-1, p_valid.shape[-1]))
-        bias = None
-        if self.config.token_score_position_bias:
-            q_len, p_len = queries["tokens"].shape[1], p_tokens.shape[1]
-            offset = q_len if query_length is None else query_length
-            bias = self._apply(params, np.arange(q_len), offset + np.arange(p_len),
-                               method="relative_bias")[self.config.retrieval_head]
-        return scoring.maxsim_scores(queries["tokens"], queries["valid"], p_tokens, p_valid, bias,
-                                     self.config.token_score_length_norm, self.token_chunk_size)
+        return self.retriever.score(self.config, queries, passages, self._relative_bias(params), query_length,
+                                    self.token_chunk_size)
 
     # ------------------------------------------------------------------------------------------- losses
     def _forward(self, params: PyTree, query_tokens: Array, batch: Mapping[str, Array],
@@ -176,30 +190,22 @@ class CLASSModel(BaseModel):
         passage_present = jnp.any(batch["passage_tokens"] > 0, axis=-1)  # [B, k]
         query_side = self._vectors(params, out["query_readout"], True)
         passage_side = self._vectors(params, out["passage_readout"], False)
-        if cfg.stage == "reader" or cfg.reader_retriever_kl:
+        if cfg.stage is not stages.Stage.CLR_PT or cfg.reader_retriever_kl:
             target = losses.retrieval_target(out["cross_probs"], out["encoded_valid"], k)
             own = self._own_scores(params, query_side, passage_side)
             kl = losses.reader_retriever_kl(target, own, passage_present)
             metrics["loss/kl_reader_retriever"] = kl
             loss = loss + cfg.alpha * kl
-        if cfg.stage == "clr_pt":
+        if cfg.stage is stages.Stage.CLR_PT:
             loss = loss + self._clr_pt_terms(params, batch, out, query_side, passage_side, passage_present,
                                              dropout_rng, metrics)
-        elif cfg.stage != "reader":
-            raise ValueError(f"LossConfig.stage={cfg.stage!r}: expected 'reader' or 'clr_pt'")
         metrics["loss"] = loss
         return loss, metrics
 
     def _own_scores(self, params: PyTree, query_side: dict[str, Array], passage_side: dict[str, Array]) -> Array:
         """Each query against its own k passages: [B, k]."""
-        if self.config.retrieval_mode == "pooled":
-            return scoring.own_passage_scores(query_side["vectors"], passage_side["vectors"])
-
-        def one_query(query: dict[str, Array], passages: dict[str, Array]) -> Array:
-            single = jax.tree_util.tree_map(lambda x: x[None], query)
-            return self.score(params, single, passages)[0]
-
-        return jax.vmap(one_query)(query_side, passage_side)
+        return self.retriever.own_scores(self.config, query_side, passage_side, self._relative_bias(params),
+                                         self.token_chunk_size)
 
     def _clr_pt_terms(self, params: PyTree, batch: Mapping[str, Array], out: dict[str, Array],
                       query_side: dict[str, Array], passage_side: dict[str, Array], passage_present: Array,
@@ -313,5 +319,5 @@ class CLASSModel(BaseModel):
         decoder_layer = (answer_len * (per_token_dense + 2 * 2 * emb * inner) + attention(answer_len, answer_len)
                          + cross_kv + attention(answer_len, enc_len))
         decoder = batch * (cfg.num_decoder_layers * decoder_layer + 2 * answer_len * emb * cfg.vocab_size)
-        retrieval = 2 * batch * (k + 1) * emb * cfg.retrieval_dim if cfg.retrieval_mode == "pooled" else 0
+        retrieval = self.retriever.head_flops(cfg, batch * (k + 1))
         return 3.0 * float(encoder + decoder + retrieval)

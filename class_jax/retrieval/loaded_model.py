@@ -14,8 +14,6 @@ from class_jax.runtime import partitioning
 from class_jax.trainer import train_state
 
 PyTree = Any
-# Shapes for tracing the model's init: parameter shapes do not depend on them.
-_INIT_SHAPES = {"query_tokens": (1, 4), "passage_tokens": (1, 1, 4), "decoder_input_tokens": (1, 2)}
 
 
 @dataclasses.dataclass
@@ -61,7 +59,7 @@ def load_model(checkpoint: str, partitioner: partitioning.Partitioner, vocabular
         raise UserError(f"the vocabulary has {vocabulary.vocab_size} pieces but {path} embeds only "
                         f"{config.vocab_size}: wrong --vocab for this checkpoint")
     model = CLASSModel(config)
-    abstract, _ = train_state.build_param_layout(model, partitioner, _INIT_SHAPES)
+    abstract, _ = train_state.build_param_layout(model, partitioner, CLASSModel.init_shapes())
     params, _ = params_io.load_params(path, target=abstract)
     return LoadedModel(model=model, params=params, config=config, identity=model_identity(config, params, str(path)),
                        partitioner=partitioner)

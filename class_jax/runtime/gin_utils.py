@@ -7,12 +7,17 @@ Flags (T5X's):
   --gin_bindings=BINDING       (repeatable) a binding as written in a gin file
   --gin_search_paths=A,B       extra folders for --gin_file and gin `include`s
 Bindings apply after every file, in the order given on the command line.
+
+A process that runs several configured jobs (the demo) parses each in `with scoped_config(files, bindings):`,
+which clears gin after the block and refuses to open inside another parsed configuration.
 """
 
 import argparse
+import contextlib
+import copy
 import os
 import pathlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import gin
 import jax
@@ -101,6 +106,81 @@ def parse_gin(files: Sequence[str], bindings: Sequence[str], extra_search_paths:
         gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=finalize)
     except (IOError, ValueError, SyntaxError, TypeError, KeyError, ImportError) as e:
         raise UserError(f"gin configuration: {type(e).__name__}: {e}") from e
+
+
+def holds_config() -> bool:
+    """Whether gin holds a parsed configuration (bindings, macros or imports) that `gin.clear_config` would drop."""
+    return bool(gin.config._CONFIG) or bool(gin.config._IMPORTS)  # pylint: disable=protected-access
+
+
+@contextlib.contextmanager
+def scoped_config(files: Sequence[str], bindings: Sequence[str] = (), extra_search_paths: str | Sequence[str] = "",
+                  finalize: bool = True) -> Iterator[None]:
+    """Parses a gin configuration for the body of a `with` block and clears it afterwards, also on an exception.
+
+    For a process that runs several configured jobs one after another (the demo: train, export, eval, ...), each
+    with its own files and bindings:
+
+        with gin_utils.scoped_config(["demo/clr_pt.gin"], bindings):
+            result = gin_utils.run_configured(train_script.train)
+
+    Parsing is `parse_gin`'s: the same search paths (working directory, `extra_search_paths`, the installed gin
+    folder) and the same UserError for a missing file or a bad binding.
+
+    Nesting is refused rather than restored: gin has one global configuration and no public way to save and
+    restore it, so a scope opened over a parsed configuration (an enclosing `scoped_config`, or a job's
+    `parse_gin` not yet cleared) would silently replace it and then leave gin empty for the code that parsed it.
+    Clear the outer configuration first (`gin.clear_config()`) or end its scope.
+
+    Args:
+      files: gin files, parsed in order (relative names are looked up on the search paths).
+      bindings: gin bindings, applied after every file.
+      extra_search_paths: folders searched for the files and their includes before the installed gin folder.
+      finalize: lock the configuration once parsed (gin's finalize hooks run), as a job's configuration is.
+
+    Yields:
+      Nothing; gin holds the configuration inside the block.
+
+    Raises:
+      RuntimeError: gin already holds a parsed configuration (nothing is parsed or cleared then).
+      UserError: a file is missing or a binding is invalid (gin is left cleared).
+    """
+    if holds_config():
+        raise RuntimeError("gin_utils.scoped_config: gin already holds a parsed configuration (an enclosing "
+                           "scoped_config, or a parse_gin not yet cleared); nested gin scopes are refused, since "
+                           "leaving this one would clear the outer configuration")
+    try:
+        parse_gin(files, bindings, extra_search_paths, finalize=finalize)
+        yield
+    finally:
+        gin.clear_config()
+
+
+def configured_argument(selector: str, name: str) -> Any:
+    """What gin passes as parameter `name` when it calls the configurable `selector` under the parsed config.
+
+    Macros and `@fn()` references inside the value are evaluated as gin evaluates them for that call, and
+    bindings of enclosing scopes count (`data.DatasetConfig.x` applies to `train/data.DatasetConfig`); other
+    parameters of the configurable are not evaluated. For reading a job's settings without running the job, e.g.
+    `configured_argument("train/data.DatasetConfig", "task_feature_lengths")` is the train job's lengths.
+
+    Args:
+      selector: the configurable, optionally scoped ("scope/module.Name").
+      name: the parameter.
+
+    Returns:
+      The evaluated value.
+
+    Raises:
+      UserError: gin binds nothing to that parameter (its default would apply).
+    """
+    try:
+        bindings = gin.get_bindings(selector, resolve_references=False)
+    except (KeyError, ValueError):
+        bindings = {}
+    if name not in bindings:
+        raise UserError(f"gin configuration: nothing bound to {selector}.{name}")
+    return copy.deepcopy(bindings[name])  # gin's own evaluation of references (ConfigurableReference.__deepcopy__)
 
 
 def parse_gin_from_args(args: argparse.Namespace) -> None:

@@ -44,3 +44,18 @@ def test_answer_report_without_inferences_names_the_folder(tmp_path):
     (tmp_path / "eval_xor_full-metrics.jsonl").write_text("{}\n")
     with pytest.raises(FileNotFoundError, match="no eval_xor_full"):
         systems.answer_report({"f1": 0.0, "em": 0.0}, tmp_path, ["de"], test_utils.sentencepiece_vocab(), 16)
+
+
+def test_feature_lengths_are_the_ones_the_stage_1_run_trains_with(tmp_path):
+    from class_jax.demo import pipeline, settings  # pylint: disable=import-outside-toplevel
+    from class_jax.runtime import gin_utils  # pylint: disable=import-outside-toplevel
+    demo = pipeline.DemoPipeline(tmp_path, settings.PRESETS["quick"])
+    assert demo.lengths == {"NUM_PASSAGES": 4, "QUERY_LENGTH": 32, "PASSAGE_LENGTH": 64}  # gin/demo/common.gin
+    assert not gin_utils.holds_config()
+
+    # A binding of the train dataset's lengths themselves (no macro) changes what the demo reads.
+    bindings = demo._stage_bindings("clr_pt") + [  # pylint: disable=protected-access
+        "train/data.DatasetConfig.task_feature_lengths = {'query_tokens': 20, 'passage_tokens': (3, 48)}"]
+    assert systems.demo_feature_lengths([pipeline.STAGE_GIN["clr_pt"]], bindings) == {
+        "NUM_PASSAGES": 3, "QUERY_LENGTH": 20, "PASSAGE_LENGTH": 48}
+    assert not gin_utils.holds_config()

@@ -192,7 +192,7 @@ def test_cli_make_demo_wiki_and_bad_arguments(tmp_path, capsys):
         files = manifest["files"][lang]
         assert cli.main(["ingest", "--dump", str(tmp_path / "w" / files["dump"]), "--lang", lang, "--out",
                          str(tmp_path / "corpus"), "--langlinks", str(tmp_path / "w" / files["langlinks"]),
-                         "--no-progress"]) == 0
+                         "--no_progress"]) == 0
     report = capsys.readouterr().out
     assert re.search(r"entities\s+\d+", report) and "langlinks used" in report
     table = entities.EntityTable.from_corpus(tmp_path / "corpus")

@@ -33,7 +33,7 @@ def vocabulary() -> seqio.SentencePieceVocabulary:
 
 def init_params(config: ModelConfig, seed: int = 0):
     model = CLASSModel(config)
-    shapes = {"query_tokens": (1, 4), "passage_tokens": (1, 1, 4), "decoder_input_tokens": (1, 2)}
+    shapes = CLASSModel.init_shapes()
     # Jitted: tracing once is much faster than running the tiny model's init op by op.
     init = jax.jit(lambda rng: nn.unbox(model.get_initial_variables(rng, shapes)["params"]))
     return model, jax.tree_util.tree_map(np.asarray, init(jax.random.PRNGKey(seed)))
