@@ -8,15 +8,16 @@ optimised HLO, one kernel at a time:
   * cuDNN fused-attention kernels: FLOPs (4 b h q k d forward, 2.5x that backward);
   * every other kernel (fusions, copies, reductions): bytes read and written, counting whole operands and outputs.
 It predicts the step as (GEMM + attention FLOPs) / (matmul efficiency x peak) + other bytes / bandwidth, and the
-peak device memory as XLA's argument + temporary buffer sizes. The defaults are round 6's H100 measurements (bf16
-peak 721 TFLOP/s, 2.7 TB/s); the matmul efficiency, 0.70, is fitted to round 6's two measured einsum steps
-(bench/RESULTS.md, round 9).
+peak device memory as XLA's argument + temporary buffer sizes. The defaults are a measured H100 (bf16 matmul
+peak 721 TFLOP/s, memory bandwidth 2.7 TB/s); the matmul efficiency, 0.70, is fitted to two measured einsum steps,
+which the model then reproduces within 3-4% (bench/RESULTS.md, "Measurements the code relies on").
 
   pip install -e ".[cuda]"      # the plugin and its compiler; no GPU needed
   python bench/gpu_step_model.py --remat full --attention_kernel einsum cudnn --out bench/results/gpu_step_model.json
 
 XLA 0.10's deviceless compilation cannot tile Triton GEMM fusions, so GEMMs compile to cuBLAS calls here
-(`--xla_gpu_enable_triton_gemm=false`), as most of them did on the device in round 6.
+(`--xla_gpu_enable_triton_gemm=false`); the cost analysis of a measured H100 step suggests most of them are cuBLAS
+calls on the device too.
 """
 
 import argparse
@@ -260,10 +261,10 @@ def main(argv=None) -> int:
     parser.add_argument("--remat", choices=["none", "full", "minimal"], nargs="+", default=["full", "minimal"])
     parser.add_argument("--attention_kernel", choices=["einsum", "xla", "cudnn"], nargs="+",
                         default=["einsum", "cudnn"])
-    parser.add_argument("--peak_flops", type=float, default=721e12, help="bf16 matmul peak (round 6's H100)")
-    parser.add_argument("--bandwidth", type=float, default=2.7e12, help="bytes/s (round 6's H100)")
+    parser.add_argument("--peak_flops", type=float, default=721e12, help="bf16 matmul peak (a measured H100)")
+    parser.add_argument("--bandwidth", type=float, default=2.7e12, help="bytes/s (a measured H100)")
     parser.add_argument("--matmul_efficiency", type=float, default=0.70,
-                        help="share of the peak the step's matrix products reach (fitted to round 6)")
+                        help="share of the peak the step's matrix products reach (fitted to measured H100 steps)")
     parser.add_argument("--hlo_dir", default=None, help="also write each compiled step's HLO there")
     parser.add_argument("--out", default="bench/results/gpu_step_model.json")
     args = parser.parse_args(argv)

@@ -1,4 +1,6 @@
-"""MLQA-PT examples: cloze queries made from hyperlink anchors in target-language articles (DESIGN.md 1.3).
+"""MLQA-PT examples: cloze queries made from hyperlink anchors in target-language articles.
+
+Stage 2 in the method: docs/method.md#stage-2-mlqa-pt.
 
 Every hyperlink anchor is an answer candidate. The sentence holding it, with the anchor replaced by a mask token,
 becomes a cloze query; the link target names the answer entity. The cloze is later rewritten into a natural

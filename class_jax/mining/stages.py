@@ -135,15 +135,15 @@ def rewriter_fingerprint(settings) -> dict:
 
 
 def check_rewriter_settings(settings) -> None:
-    """Raises UserError for an unknown rewriter kind or a missing --rewriter-model / --rewriter-url."""
+    """Raises UserError for an unknown rewriter kind or a missing --rewriter_model / --rewriter_url."""
     if settings.kind not in ("template", "http", "transformers", "none"):
         raise UserError(f"--rewriter {settings.kind!r}: choose template, http, transformers or none")
     if settings.kind in ("http", "transformers") and not settings.model:
-        raise UserError(f"--rewriter {settings.kind} needs --rewriter-model")
+        raise UserError(f"--rewriter {settings.kind} needs --rewriter_model")
     if settings.kind == "http" and not settings.url:
-        raise UserError("--rewriter http needs --rewriter-url (the API root, e.g. http://127.0.0.1:8000/v1)")
+        raise UserError("--rewriter http needs --rewriter_url (the API root, e.g. http://127.0.0.1:8000/v1)")
     if settings.batch_size <= 0:
-        raise UserError(f"--rewrite-batch-size must be positive, got {settings.batch_size}")
+        raise UserError(f"--rewrite_batch_size must be positive, got {settings.batch_size}")
 
 
 def make_rewriter(settings, mask_token: str) -> rewrite.Rewriter:

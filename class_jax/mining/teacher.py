@@ -1,5 +1,5 @@
-"""The stage-1 English teacher (DESIGN.md 1.2): a frozen retriever whose top-k passages and scores for each English
-cloze are the CLR-PT distillation targets, retrieved once and stored with the records.
+"""The stage-1 English teacher (docs/method.md#stage-1-clr-pt): a frozen retriever whose top-k passages and scores
+for each English cloze are the CLR-PT distillation targets, retrieved once and stored with the records.
 
 `Teacher` is the interface; `BM25Teacher` is the lexical teacher for machines without a neural one. A dense teacher
 (ReAtt or a class_jax checkpoint) implements the same `top_k`.

@@ -122,7 +122,7 @@ def copies_of_own_passages(passage_tokens: Array) -> Array:
 def clr_pt_retrieval_losses(teacher_scores: Array, student_en: Array, student_xx: Array, mask: Array,
                             teacher_temperature: float = 1.0, teacher_mask: Array | None = None
                             ) -> dict[str, Array]:
-    """The stage-1 retrieval terms over the global batch (DESIGN §1.2).
+    """The stage-1 retrieval terms over the global batch (docs/method.md#stage-1-clr-pt).
 
     Each matrix is [queries, candidate passages] — every query against every query's passages.
 

@@ -2,6 +2,7 @@
 
 Modules, lowest first:
   errors        UserError: bad input shown as one line (file, record, problem) instead of a traceback
+  stages        Stage: the one vocabulary of stage names (clr_pt, mlqa_pt, finetune, the eval kinds) and old aliases
   host_malloc   huge-page malloc for the `class-jax` process (re-executes once at start-up)
   tree_paths    '/'-joined parameter paths for nested-dict pytrees
   partitioning  mesh ('data', 'fsdp', 'model') incl. DCN / multi-slice, logical-axis rules, per-host batches

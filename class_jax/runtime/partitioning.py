@@ -29,14 +29,15 @@ LogicalRules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 MESH_AXIS_NAMES = ("data", "fsdp", "model")
 
 # XLA:CPU options for forward-only (inference) computations. jaxlib 0.10's default YNNPACK fusions fold each attention
-# block (batched QK^T, softmax, PV over [batch, heads, length, length]) into one kernel that ran several times slower
+# block (batched QK^T, softmax, PV over [batch, heads, length, length]) into one kernel that runs several times slower
 # than XLA's own loop fusions and Eigen matmuls on the same work; with them off, corpus encoding at mT5-small shapes
-# ran about 1.4x faster (bench/encode.py, bench/RESULTS.md "Issue 8, round 2"). An empty list disables them all.
+# runs about 1.4x faster (bench/encode.py; bench/RESULTS.md, "Measurements the code relies on"). An empty list
+# disables them all.
 CPU_INFERENCE_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 # XLA:CPU options for training steps. A step that donates its state updates every parameter in place, and XLA:CPU's
-# default copy insertion copied the donated parameters first at mT5-base sizes (2.4 GB of copies per step, the
+# default copy insertion copies the donated parameters first at mT5-base sizes (2.4 GB of copies per step, the
 # [768, 250112] output projection among them); its region analysis proves the reads come before the update and
-# drops them. Same results bit for bit, less memory traffic (bench/RESULTS.md, "Issue 8, round 7").
+# drops them. Same results bit for bit, less memory traffic (bench/RESULTS.md, "Measurements the code relies on").
 CPU_TRAINING_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 # Pure data parallelism: the batch is split over every device, every parameter is replicated. The gin files in

@@ -3,7 +3,8 @@
 `optax.chain(clip_by_global_norm, adamw)` runs as a series of tree maps: the clipped gradient, the first moment,
 the second moment and the update each come out of their own XLA fusion, and each writes a full-size array that the
 next one reads back. At mT5 shapes two of the parameters are [250112, 512] vocabulary matrices, so on a CPU host
-those extra passes over memory cost about 0.1 s of a 2 s training step (bench/RESULTS.md, issue 8, round 4).
+those extra passes over memory cost about 0.1 s of a 2 s training step (bench/RESULTS.md, "Measurements the code
+relies on").
 Here the clipped gradient, both moments and the update of one parameter are written as a single expression, so XLA
 emits one loop per parameter that reads the gradient, the parameter and the moments once.
 

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from class_jax.models.base import BaseModel
-from class_jax.trainer import checkpointer as checkpoints_lib
+from class_jax.trainer import checkpointer as checkpointer_lib
 from class_jax.trainer import data as data_lib
 from class_jax.runtime import gin_utils
 from class_jax.trainer import hooks as hooks_lib
@@ -66,7 +66,7 @@ def _make_rng(seed: int, purpose: int, partitioner: Partitioner) -> jax.Array:
 
 
 def _restore_or_initialize(model: BaseModel, optimizer: Optimizer, partitioner: Partitioner,
-                           layout: train_state_lib.StateLayout, checkpointer: checkpoints_lib.TrainCheckpointer,
+                           layout: train_state_lib.StateLayout, checkpointer: checkpointer_lib.TrainCheckpointer,
                            seed: int, initial_checkpoint: Optional[str],
                            name_mapping: param_sources.NameMapping, model_dir: pathlib.Path,
                            input_types: dict[str, Any]) -> tuple[train_state_lib.TrainState, data_lib.DataPosition]:
@@ -82,7 +82,7 @@ def _restore_or_initialize(model: BaseModel, optimizer: Optimizer, partitioner: 
             initial_checkpoint, state.params, layout.shardings.params, name_mapping,
             model_config=getattr(model, "config", None))
         report.log()
-        checkpoints_lib.write_json_report(model_dir / "initial_checkpoint_report.json", report.to_json())
+        checkpointer_lib.write_json_report(model_dir / "initial_checkpoint_report.json", report.to_json())
         state = train_state_lib.reinit_opt_state(optimizer.transform, partitioner, layout, params)
     else:
         logging.info("Training from scratch (seed %d).", seed)
@@ -96,7 +96,7 @@ def train(*,
           model_dir: str,
           total_steps: int,
           optimizer: Optimizer,
-          checkpoint_cfg: checkpoints_lib.CheckpointConfig = checkpoints_lib.CheckpointConfig(),
+          checkpoint_cfg: checkpointer_lib.CheckpointConfig = checkpointer_lib.CheckpointConfig(),
           eval_dataset_cfgs: Sequence[data_lib.DatasetConfig] = (),
           eval_period: Optional[int] = None,
           log_period: int = 100,
@@ -152,7 +152,7 @@ def train(*,
     input_types = {name: dtype for name, (_, dtype) in batch_spec.items()}
     layout = train_state_lib.build_state_layout(model, optimizer.transform, partitioner, input_shapes, input_types)
 
-    checkpointer = checkpoints_lib.TrainCheckpointer(model_dir_path, checkpoint_cfg)
+    checkpointer = checkpointer_lib.TrainCheckpointer(model_dir_path, checkpoint_cfg)
     state, position = _restore_or_initialize(model, optimizer, partitioner, layout, checkpointer, random_seed,
                                              initial_checkpoint, initial_checkpoint_name_mapping, model_dir_path,
                                              input_types)

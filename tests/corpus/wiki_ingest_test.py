@@ -214,7 +214,7 @@ def test_cli_ingest_prints_report_and_errors_in_one_line(tmp_path, capsys, share
     dump = tmp_path / "enwiki.xml.bz2"
     _toy_dump(dump, pages=10)
     wikidata = [str(p) for p in sorted((shared_dir / "data" / "wiki" / "wikidata").glob("*.json"))]
-    code = cli.main(["ingest", "--dump", str(dump), "--lang", "en", "--out", str(tmp_path / "c"), "--no-progress",
+    code = cli.main(["ingest", "--dump", str(dump), "--lang", "en", "--out", str(tmp_path / "c"), "--no_progress",
                      "--wikidata", *wikidata])
     output = capsys.readouterr().out
     assert code == 0
@@ -226,10 +226,10 @@ def test_cli_ingest_prints_report_and_errors_in_one_line(tmp_path, capsys, share
     truncated = tmp_path / "cut.xml.bz2"
     truncated.write_bytes(dump.read_bytes()[:300])
     code = cli.main(["ingest", "--dump", str(truncated), "--lang", "en", "--out", str(tmp_path / "d"),
-                     "--no-progress"])
+                     "--no_progress"])
     error = capsys.readouterr().err
     assert code == 2 and error.count("\n") == 1 and "cut.xml.bz2" in error and "truncated" in error
-    code = cli.main(["ingest", "--dump", str(dump), "--lang", "de", "--out", str(tmp_path / "e"), "--no-progress"])
+    code = cli.main(["ingest", "--dump", str(dump), "--lang", "de", "--out", str(tmp_path / "e"), "--no_progress"])
     assert code == 2 and "the dump is 'enwiki' but --lang is 'de'" in capsys.readouterr().err
 
 
@@ -257,13 +257,13 @@ def test_page_kind_markers_are_configurable(tmp_path, capsys):
     assert default["disambiguation_pages"] == 0 and default["list_pages"] == 0
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps({"disambiguation_templates": ["Set index"], "list_title": "^Catalogue of "}))
-    assert cli.main(["ingest", "--dump", str(dump), "--lang", "en", "--out", str(tmp_path / "b"), "--no-progress",
-                     "--language-profile", str(profile)]) == 0
+    assert cli.main(["ingest", "--dump", str(dump), "--lang", "en", "--out", str(tmp_path / "b"), "--no_progress",
+                     "--language_profile", str(profile)]) == 0
     articles = {a.title: a for a in corpus_io.iter_articles(tmp_path / "b", "en")}
     assert articles["Mercury"].is_disambiguation and articles["Catalogue of comets"].is_list
     profile.write_text(json.dumps({"disambiguation_pattern": "x"}))
-    assert cli.main(["ingest", "--dump", str(dump), "--lang", "en", "--out", str(tmp_path / "c"), "--no-progress",
-                     "--language-profile", str(profile)]) == 2
+    assert cli.main(["ingest", "--dump", str(dump), "--lang", "en", "--out", str(tmp_path / "c"), "--no_progress",
+                     "--language_profile", str(profile)]) == 2
     assert "unknown setting 'disambiguation_pattern'" in capsys.readouterr().err
 
 

@@ -308,8 +308,8 @@ def test_rewriting_killed_midway_resumes_from_the_cache(tmp_path):
 def test_rewriter_flags_are_checked_before_any_stage_runs(tmp_path, capsys):
     corpus = _tiny_corpus(tmp_path / "corpus")
     code = cli.main(["mine", "--corpus", str(corpus), "--out", str(tmp_path / "out"), "--langs", "ja",
-                     "--rewriter", "http", "--rewriter-model", "qwen"])
-    assert code == 2 and "--rewriter http needs --rewriter-url" in capsys.readouterr().err
+                     "--rewriter", "http", "--rewriter_model", "qwen"])
+    assert code == 2 and "--rewriter http needs --rewriter_url" in capsys.readouterr().err
     assert not (tmp_path / "out" / "stages").exists()
 
 
@@ -347,8 +347,8 @@ def test_sigkill_during_mining_then_rerun_resumes(demo, tmp_path):
     root, _ = demo
     out = tmp_path / "out"
     command = [sys.executable, "-m", "class_jax.cli", "mine", "--corpus", str(root / "corpus"), "--out", str(out),
-               "--langs", *DEMO_LANGS, "--records-per-shard", str(RECORDS_PER_SHARD), "--no-progress",
-               "--evaluate-demo", str(root / "wiki"), "--", *IN_MEMORY]
+               "--langs", *DEMO_LANGS, "--records_per_shard", str(RECORDS_PER_SHARD), "--no_progress",
+               "--evaluate_demo", str(root / "wiki"), "--", *IN_MEMORY]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (out / "stages" / "clr_pt.json").exists() and time.time() < deadline and process.poll() is None:

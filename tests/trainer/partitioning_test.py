@@ -122,7 +122,7 @@ def test_cpu_inference_options_turn_off_ynnpack_fusions_without_changing_results
 
 
 def test_cpu_training_options_change_no_result_of_a_donating_train_step():
-    # The copies they drop appeared at mT5-base sizes, not at mT5-small (2.4 GB per step, bench/RESULTS.md round 7),
+    # The copies they drop appear at mT5-base sizes, not at mT5-small (2.4 GB per step; see bench/RESULTS.md),
     # too large for this suite; here the step's results must stay identical bit for bit.
     options = partitioning.Partitioner().training_compiler_options()
     assert options == partitioning.CPU_TRAINING_COMPILER_OPTIONS

@@ -1,4 +1,6 @@
-"""CLR-PT parallel cloze mining from one English article and its target-language counterpart (DESIGN.md 1.2).
+"""CLR-PT parallel cloze mining from one English article and its target-language counterpart.
+
+Stage 1 in the method: docs/method.md#stage-1-clr-pt.
 
 Both articles are split into sentences; in each sentence we find the entities it mentions: its links (resolved to
 cross-language entity ids) and, optionally, unlinked occurrences of the title or anchors of entities linked in

@@ -1,4 +1,6 @@
-"""The rule that decides whether an English and a target-language sentence are parallel (CLR-PT, DESIGN.md 1.2).
+"""The rule that decides whether an English and a target-language sentence are parallel (CLR-PT).
+
+Stage 1 in the method: docs/method.md#stage-1-clr-pt.
 
 The paper mines "parallel" cloze pairs from sentences of interlanguage-linked articles that mention the same
 linked entity, but does not say how parallel is decided. Our rule, applied to one candidate pair (two sentences

@@ -1,4 +1,6 @@
-"""Cloze-to-question rewriting for MLQA-PT (DESIGN.md 1.3): the `Rewriter` interface and the resumable pipeline.
+"""Cloze-to-question rewriting for MLQA-PT: the `Rewriter` interface and the resumable pipeline.
+
+Stage 2 in the method: docs/method.md#stage-2-mlqa-pt.
 
 Implementations: `rewrite_http.OpenAIChatRewriter` (any OpenAI-compatible server), `rewrite_local.
 TransformersRewriter` (a local Hugging Face model), `rewrite_templates.TemplateRewriter` (rules, offline).
