@@ -73,13 +73,18 @@ def training_bar(run_dir: pathlib.Path, total_steps: int, title: str) -> Iterato
         while not stop.wait(0.5):
             if not path.is_file():
                 continue
+            if path.stat().st_size < offset:  # a resumed run rewrote the file without its superseded records
+                offset = 0
             with open(path, "rb") as f:
                 f.seek(offset)
                 chunk = f.read()
             complete = chunk[:chunk.rfind(b"\n") + 1]  # a line being written is read next time
             offset += len(complete)
             for line in complete.decode("utf-8").splitlines():
-                record = json.loads(line)
+                try:
+                    record = json.loads(line)
+                except ValueError:  # torn by an earlier kill
+                    continue
                 if "loss" in record:
                     bar.n = min(int(record["step"]), total_steps)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)

@@ -5,13 +5,13 @@ untrained model and native-language BM25 on cross-lingual recall, fine-tuning li
 the report states whether this run shows it, with the numbers.
 """
 
-import json
 import os
 import pathlib
 from typing import Any, Sequence
 
 from class_jax.corpus import corpus_io
 from class_jax.corpus.language_scripts import expected_scripts
+from class_jax.trainer import metrics
 
 PLOTS = {"losses": "plot_losses.png", "retrieval": "plot_retrieval.png", "answers": "plot_answers.png"}
 HEADLINE_RECALL = "R@5"  # passage-count recall: sharper than R@2kt on the small demo corpus (see systems.py)
@@ -20,11 +20,8 @@ HEADLINE_RECALL = "R@5"  # passage-count recall: sharper than R@2kt on the small
 def read_loss_curve(run_dir: pathlib.Path) -> dict[str, list[float]]:
     """The logged losses of a training run (metrics.jsonl): {"step": [...], "loss": [...], "loss/<term>": [...]}."""
     curve: dict[str, list[float]] = {"step": []}
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return curve
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
+    # Skips a torn last line and records a resumed run logged again (see metrics.read_records).
+    for record in metrics.read_records(run_dir / "metrics.jsonl"):
         if "loss" not in record:
             continue
         curve["step"].append(record["step"])

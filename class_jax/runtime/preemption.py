@@ -7,8 +7,12 @@ for the step to finish, so it runs only every `check_period` steps, the same ste
 default behaviour (KeyboardInterrupt), so an impatient user can still abort.
 
 Watchers nest and share one flag: a program that drives training (the demo) watches for the whole run, so a signal
-that arrives while the trainer is still setting up (before its own watcher is installed) still stops training at
-its first step, and the program sees it after training returns. The outermost watcher starts with a clear flag.
+that arrives before the trainer has installed its own watcher still stops the trainer (at its start-up, below),
+and the program sees it after training returns. The outermost watcher starts with a clear flag.
+
+Start-up (`interrupt_on_signal(True)`): before a loop has anything to save, waiting for a step boundary means
+waiting for minutes of data building, restoring or compiling, so a signal (or one already received) raises
+`StartupInterrupted` at once instead; the trainer catches it, logs and returns.
 """
 
 import logging
@@ -22,6 +26,15 @@ from jax.experimental import multihost_utils
 import numpy as np
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StartupInterrupted(BaseException):
+    """A stop asked for while a watcher interrupts on signals (start-up).
+
+    A BaseException, like KeyboardInterrupt, so that code catching Exception (e.g. around a checkpoint read that
+    may fail) does not take it for an error of its own.
+    """
+
 # Shared by every watcher of the process (see the module docstring): the stop flag, the name of the signal that set
 # it (None: none yet, or a `request()`), and how many watchers are nested.
 _REQUESTED = threading.Event()
@@ -40,6 +53,7 @@ class PreemptionWatcher:
         """
         self.check_period = max(1, check_period)
         self._previous: dict[int, object] = {}
+        self._interrupt = False
 
     def __enter__(self) -> "PreemptionWatcher":
         global _active, _signal_name  # pylint: disable=global-statement
@@ -63,10 +77,27 @@ class PreemptionWatcher:
         del frame
         global _signal_name  # pylint: disable=global-statement
         _signal_name = signal.Signals(signum).name
-        logging.warning("Received %s: will checkpoint at the end of the current step and exit.", _signal_name)
+        if self._interrupt:
+            logging.warning("Received %s during start-up: stopping.", _signal_name)
+        else:
+            logging.warning("Received %s: will checkpoint at the end of the current step and exit.", _signal_name)
         _REQUESTED.set()
         if signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+        if self._interrupt:
+            self._interrupt = False  # raise once; the catcher's clean-up runs undisturbed
+            raise StartupInterrupted(_signal_name)
+
+    def interrupt_on_signal(self, enabled: bool) -> None:
+        """While enabled, a signal raises StartupInterrupted where the main thread is (see the module docstring).
+
+        Raises:
+          StartupInterrupted: when enabling, if a stop was already asked for.
+        """
+        self._interrupt = enabled
+        if enabled and self.requested:
+            self._interrupt = False
+            raise StartupInterrupted(_signal_name)
 
     def request(self) -> None:
         """Asks for a stop as a signal would (tests, hooks)."""

@@ -7,10 +7,16 @@ accelerators (table below); otherwise a measured one — the best of a few large
 on one device, which is what the device actually sustains, so MFU on such devices reads as "fraction of matmul
 speed" rather than of a datasheet number. Step time is wall time over the period minus the time spent in
 evaluation, hooks and checkpointing, measured after blocking on the last step's metrics.
+
+metrics.jsonl holds one JSON record per line, {"step": s, name: value, ...}, in the order written. A resumed run
+first drops the records past its checkpoint's step (they are logged again), rewriting the file atomically; readers
+use `read_records`, which also skips a torn line (a kill mid-write) and drops records superseded by a resume in
+files written before that rule.
 """
 
 import json
 import logging
+import os
 import pathlib
 import time
 from typing import Any, Mapping, Optional
@@ -108,22 +114,79 @@ class MetricsAccumulator:
         return summary
 
 
+def read_records(path: str | pathlib.Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file, as the run's final history.
+
+    Lines that are not a JSON record (a torn last line from a kill mid-write) are skipped. When a record's step is
+    below the highest step seen before it, the run was resumed there: earlier records at that step or later were
+    superseded and are dropped (current writers drop them from the file; older files still hold them).
+
+    Returns:
+      The records in file order; [] when the file does not exist.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return []
+    records: list[dict[str, Any]] = []
+    highest = None
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            step = int(record["step"])
+        except (ValueError, KeyError, TypeError):
+            logging.warning("%s line %d is not a metrics record (torn by a kill?); skipped.", path, number)
+            continue
+        if highest is not None and step < highest:
+            records = [r for r in records if int(r["step"]) < step]
+        highest = step if highest is None else max(highest, step)
+        records.append(record)
+    return records
+
+
+def truncate_records(path: str | pathlib.Path, last_step: int) -> int:
+    """Rewrites a metrics.jsonl file (atomically) without records past `last_step` and torn lines.
+
+    Returns:
+      How many lines were dropped.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [json.dumps(record, sort_keys=True) for record in read_records(path) if int(record["step"]) <= last_step]
+    dropped = sum(1 for line in lines if line.strip()) - len(kept)
+    if dropped:
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(temporary, path)
+    return dropped
+
+
 class MetricsWriter:
     """Writes scalars to stdout (logging), `<model_dir>/metrics.jsonl` and TensorBoard; process 0 only."""
 
-    def __init__(self, model_dir: str | pathlib.Path, tensorboard: bool = True, subdir: str = "train"):
+    def __init__(self, model_dir: str | pathlib.Path, tensorboard: bool = True, subdir: str = "train",
+                 resume_step: Optional[int] = None):
         """Opens the outputs.
 
         Args:
           model_dir: the run's directory.
           tensorboard: also write TensorBoard events (via clu.metric_writers) under `<model_dir>/<subdir>`.
           subdir: TensorBoard sub-directory (train / eval).
+          resume_step: the step training continues from: records past it are dropped from metrics.jsonl first.
         """
         self.enabled = jax.process_index() == 0
         self.jsonl_path = pathlib.Path(model_dir) / "metrics.jsonl"
         self._tensorboard = None
         if self.enabled:
             self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+            if resume_step is not None:
+                dropped = truncate_records(self.jsonl_path, resume_step)
+                if dropped:
+                    logging.info("Dropped %d records past step %d from %s (logged again from there).", dropped,
+                                 resume_step, self.jsonl_path)
             if tensorboard:
                 from clu import metric_writers  # pylint: disable=import-outside-toplevel  (imports TensorFlow)
                 self._tensorboard = metric_writers.SummaryWriter(str(pathlib.Path(model_dir) / subdir))

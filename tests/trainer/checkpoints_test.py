@@ -25,14 +25,6 @@ def partitioner():
     return partitioning.Partitioner((-1, 1, 1))
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, partitioner) -> pathlib.Path:
-    """A 4-step run with checkpoints at steps 1 (first save), 2 and 4; tests copy it before changing it."""
-    model_dir = tmp_path_factory.mktemp("trained") / "run"
-    trainer_testing.train_tiny(model_dir, partitioner, total_steps=4)
-    return model_dir
-
-
 def _copy(run: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
     target = tmp_path / "run"
     shutil.copytree(run, target)
@@ -49,9 +41,9 @@ def _truncate_files(directory: pathlib.Path) -> int:
     return count
 
 
-def test_truncated_latest_checkpoint_falls_back_to_the_previous_one_with_a_warning(trained_run, tmp_path,
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one_with_a_warning(four_step_run, tmp_path,
                                                                                   partitioner, caplog):
-    run = _copy(trained_run, tmp_path)
+    run = _copy(four_step_run, tmp_path)
     first_losses = trainer_testing.loss_trajectory(run)
     assert checkpoints.TrainCheckpointer(run).all_steps() == [1, 2, 4]
     assert _truncate_files(run / "checkpoints" / "4" / "params") > 0
@@ -63,17 +55,18 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one_with_a_warni
     assert any("step 4" in w and "unreadable" in w for w in warnings), warnings
     assert len(list((run / "checkpoints").glob("4.unreadable-*"))) == 1
     assert result.step == 6
-    # Resumed from step 2: steps 3 and 4 were trained again on the same batches from the same state.
+    # Resumed from step 2: steps 3 and 4 were trained again on the same batches from the same state, and their
+    # first records were dropped from metrics.jsonl before the new ones were logged.
     records = trainer_testing.read_metrics(run)
-    rerun_losses = {r["step"]: r["loss"] for r in records[len(first_losses):]}
-    assert sorted(rerun_losses) == [3, 4, 5, 6]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    rerun_losses = {r["step"]: r["loss"] for r in records}
     for step in (3, 4):
         assert abs(rerun_losses[step] - first_losses[step]) <= 1e-6
     assert checkpoints.TrainCheckpointer(run).all_steps() == [1, 2, 4, 6]
 
 
-def test_half_written_steps_are_never_picked(trained_run, tmp_path, partitioner, caplog):
-    run = _copy(trained_run, tmp_path)
+def test_half_written_steps_are_never_picked(four_step_run, tmp_path, partitioner, caplog):
+    run = _copy(four_step_run, tmp_path)
     # An Orbax save killed before finalisation leaves a temporary directory: never listed, removed on open.
     tmp_dir = run / "checkpoints" / "8.orbax-checkpoint-tmp"
     (tmp_dir / "params").mkdir(parents=True)
@@ -113,8 +106,8 @@ def _fresh_params(partitioner, config=None):
     return state.params, layout.shardings.params
 
 
-def _write_renamed_source(trained_run: pathlib.Path, target: pathlib.Path) -> dict:
-    params, step = param_sources.read_run_params_to_host(trained_run, None)
+def _write_renamed_source(four_step_run: pathlib.Path, target: pathlib.Path) -> dict:
+    params, step = param_sources.read_run_params_to_host(four_step_run, None)
     assert step == 4
     renamed = dict(params)
     renamed["shared_embedding"] = renamed.pop("token_embedder")
@@ -126,8 +119,8 @@ def _write_renamed_source(trained_run: pathlib.Path, target: pathlib.Path) -> di
     return renamed
 
 
-def test_initial_checkpoint_maps_names_keeps_fresh_params_and_reports(trained_run, tmp_path, partitioner):
-    source = _write_renamed_source(trained_run, tmp_path / "source")
+def test_initial_checkpoint_maps_names_keeps_fresh_params_and_reports(four_step_run, tmp_path, partitioner):
+    source = _write_renamed_source(four_step_run, tmp_path / "source")
     fresh, shardings = _fresh_params(partitioner)
     mapping = [(r"token_embedder", "shared_embedding"), (r"logits_.*", None)]
     params, report = param_sources.load_initial_params(tmp_path / "source", fresh, shardings, mapping)
@@ -142,18 +135,18 @@ def test_initial_checkpoint_maps_names_keeps_fresh_params_and_reports(trained_ru
     assert params["qkv"].sharding == shardings["qkv"]
 
 
-def test_initial_checkpoint_shape_mismatch_is_a_user_error(trained_run, partitioner):
-    source, _ = param_sources.read_run_params_to_host(trained_run, None)
+def test_initial_checkpoint_shape_mismatch_is_a_user_error(four_step_run, partitioner):
+    source, _ = param_sources.read_run_params_to_host(four_step_run, None)
     wider = {name: np.zeros(value.shape[:-1] + (value.shape[-1] + 1,), value.dtype) for name, value in source.items()}
     fresh = jax.device_put(wider, partitioner.replicated)
     shardings = jax.tree_util.tree_map(lambda _: partitioner.replicated, wider)
     with pytest.raises(UserError, match=r"has shape \(.*\), the model's .* needs"):
-        param_sources.load_initial_params(trained_run, fresh, shardings)
+        param_sources.load_initial_params(four_step_run, fresh, shardings)
 
 
-def test_train_warm_starts_from_another_run_and_writes_the_report(trained_run, tmp_path, partitioner):
-    source, _ = param_sources.read_run_params_to_host(trained_run, None)
-    result = trainer_testing.train_tiny(tmp_path / "warm", partitioner, total_steps=1, initial_checkpoint=str(trained_run),
+def test_train_warm_starts_from_another_run_and_writes_the_report(four_step_run, tmp_path, partitioner):
+    source, _ = param_sources.read_run_params_to_host(four_step_run, None)
+    result = trainer_testing.train_tiny(tmp_path / "warm", partitioner, total_steps=1, initial_checkpoint=str(four_step_run),
                                         initial_checkpoint_name_mapping=[("relpos_bias", None)])
     report = json.loads((tmp_path / "warm" / "initial_checkpoint_report.json").read_text())
     assert report["fresh"] == {"relpos_bias": "kept fresh by the name mapping"}

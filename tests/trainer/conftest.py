@@ -58,3 +58,14 @@ def reference_run(tmp_path_factory, subprocess_env) -> pathlib.Path:
         model_dir.parent)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def four_step_run(tmp_path_factory) -> pathlib.Path:
+    """An uninterrupted in-process 4-step tiny run (checkpoints at steps 1, 2 and 4, one device axis); tests copy it
+    before changing it, or compare with it."""
+    import trainer_testing  # pylint: disable=import-outside-toplevel
+    from class_jax.runtime import partitioning  # pylint: disable=import-outside-toplevel
+    model_dir = tmp_path_factory.mktemp("four_steps") / "run"
+    trainer_testing.train_tiny(model_dir, partitioning.Partitioner((-1, 1, 1)), total_steps=4)
+    return model_dir

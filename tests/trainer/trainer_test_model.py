@@ -201,3 +201,12 @@ def synthetic_host_iterator(shard, seed: int = 0, **kwargs) -> Iterator[dict[str
         rows = slice(shard.index * shard.local_batch_size, (shard.index + 1) * shard.local_batch_size)
         yield {name: value[rows] for name, value in batch.items()}
         index += 1
+
+
+def terminating_host_iterator(shard, **kwargs) -> Iterator[dict[str, np.ndarray]]:
+    """`synthetic_host_iterator` that first sends SIGTERM to its own process: a stop request during start-up (the
+    trainer reads the first batch while it builds the data, before restoring and compiling)."""
+    import os  # pylint: disable=import-outside-toplevel
+    import signal  # pylint: disable=import-outside-toplevel
+    os.kill(os.getpid(), signal.SIGTERM)
+    yield from synthetic_host_iterator(shard, **kwargs)
