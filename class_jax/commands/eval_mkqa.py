@@ -9,6 +9,7 @@ prediction, binary_answer, no_answer_prob) or CORA's `{id: answer}` object (`LAN
 """
 
 import argparse
+import os
 import pathlib
 
 from class_jax.runtime.errors import UserError
@@ -66,11 +67,17 @@ def _prediction_files(args: argparse.Namespace, languages: list[str]) -> dict[st
             raise UserError(f"--language {args.language!r} is not among the scored languages {languages}")
         return {args.language: pathlib.Path(args.pred_file)}
     folder = pathlib.Path(args.pred_dir)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: no such folder")
+    try:
+        is_folder = folder.is_dir()
+    except (OSError, ValueError) as e:  # a name too long, an embedded NUL, ...
+        raise UserError(f"{files.display_path(folder)}: not a usable folder: {getattr(e, 'strerror', None) or e}"
+                        ) from e
+    if not is_folder:
+        raise UserError(f"{files.display_path(folder)}: no such folder")
     found = {}
     for lang in languages:
-        candidates = [path for path in (folder / f"{lang}.jsonl", folder / f"{lang}.json") if path.is_file()]
+        # Any entry of that name counts (a broken link or a folder too): reading it then says what is wrong with it.
+        candidates = [path for path in (folder / f"{lang}.jsonl", folder / f"{lang}.json") if os.path.lexists(path)]
         if len(candidates) > 1:
             raise UserError(f"{folder}: both {lang}.jsonl and {lang}.json exist; keep one")
         if candidates:

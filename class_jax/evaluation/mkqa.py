@@ -58,11 +58,12 @@ def _answer_from_json(value: Any, where: str) -> MkqaAnswer:
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise UserError(f"{where}: an answer must be an object with a string 'type'")
     answer_text = value.get("text")
-    aliases = value.get("aliases") or []
+    aliases = value.get("aliases", [])
     if answer_text is not None and not isinstance(answer_text, str):
-        raise UserError(f"{where}: answer 'text' must be a string or null")
+        raise UserError(f"{where}: answer 'text' must be a string or null, got {files.describe_value(answer_text)}")
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-        raise UserError(f"{where}: answer 'aliases' must be a list of strings")
+        raise UserError(f"{where}: answer 'aliases' must be a list of strings when given, got "
+                        f"{files.describe_value(aliases)}")
     return MkqaAnswer(type=value["type"], text=answer_text, aliases=tuple(aliases))
 
 
@@ -78,28 +79,47 @@ def mkqa_record_from_json(record: Any, where: str, line: int = 0) -> MkqaRecord:
         The record.
 
     Raises:
-        UserError: when a field is missing or malformed, or a language with a query has no answer list.
+        UserError: when a field is missing or malformed, the example id is not a string or an integer, or the
+            languages with a query and those with answers differ.
     """
     if not isinstance(record, dict):
-        raise UserError(f"{where}: expected an MKQA object with example_id, queries and answers")
+        raise UserError(f"{where}: expected an MKQA object with example_id, queries and answers, got a JSON "
+                        f"{files.json_type_name(record)}")
     for key in ("example_id", "queries", "answers"):
         if key not in record:
             raise UserError(f"{where}: missing field {key!r}")
+    example_id = record["example_id"]
+    if isinstance(example_id, bool) or not isinstance(example_id, (str, int)):
+        raise UserError(f"{where}: 'example_id' must be a string or an integer, got "
+                        f"{files.describe_value(example_id)}")
     queries, answers = record["queries"], record["answers"]
     if not isinstance(queries, dict) or not all(isinstance(q, str) for q in queries.values()):
-        raise UserError(f"{where}: 'queries' must map languages to strings")
+        raise UserError(f"{where}: 'queries' must map languages to strings, got {_describe_mapping(queries, str)}")
     if not isinstance(answers, dict) or not all(isinstance(a, list) for a in answers.values()):
-        raise UserError(f"{where}: 'answers' must map languages to lists of answer objects")
+        raise UserError(f"{where}: 'answers' must map languages to lists of answer objects, got "
+                        f"{_describe_mapping(answers, list)}")
     for lang in queries:
         if lang not in answers:
-            raise UserError(f"{where}: language {lang!r} has a query but no answers")
+            raise UserError(f"{where}: language {files.describe_value(lang)} has a query but no answers")
         if lang not in MKQA_LANGUAGES:
-            raise UserError(f"{where}: unknown MKQA language {lang!r}")
+            raise UserError(f"{where}: unknown MKQA language {files.describe_value(lang)}")
+    for lang in answers:
+        if lang not in queries:
+            # CORA's converter reads queries[lang] for every answered language; skipping it would lose the question.
+            raise UserError(f"{where}: language {files.describe_value(lang)} has answers but no query")
     return MkqaRecord(
-        example_id=str(record["example_id"]), queries=dict(queries),
+        example_id=str(example_id), queries=dict(queries),
         answers={lang: tuple(_answer_from_json(a, f"{where}: answers[{lang!r}]") for a in values)
                  for lang, values in answers.items()},
         line=line)
+
+
+def _describe_mapping(value: Any, expected: type) -> str:
+    """For messages: what a value that should be a JSON object of `expected` values is, or its first bad entry."""
+    if not isinstance(value, dict):
+        return files.describe_value(value)
+    key, item = next((k, v) for k, v in value.items() if not isinstance(v, expected))
+    return f"{files.describe_value(key)}: {files.describe_value(item)}"
 
 
 def is_original_mkqa_file(path: str) -> bool:

@@ -145,19 +145,59 @@ def _wakati_tagger():
         return _tagger_by_process[1]
 
 
+# Texts up to this many characters go to MeCab whole, as the official scorers send them (every real answer does).
+# Longer ones are cut into pieces of at most this size: MeCab gives up on long input ("too long sentence", None
+# instead of a string) and is quadratic in the length of a run of same-class characters ("aaaa...").
+MECAB_MAX_CHARACTERS = 2048
+
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+
+def _mecab_pieces(text: str, size: int) -> list[str]:
+    """Cuts a long text into pieces of at most `size` characters, after whitespace where possible (MeCab drops
+    whitespace, so a cut there changes nothing but the context MeCab sees across it)."""
+    pieces, start = [], 0
+    while len(text) - start > size:
+        cut = start + size
+        space = None
+        for match in _WHITESPACE_RUN.finditer(text, start + size // 2, cut):
+            space = match.end()
+        pieces.append(text[start:space or cut])
+        start = space or cut
+    pieces.append(text[start:])
+    return pieces
+
+
 def mecab_wakati(text: str) -> str:
     """Splits Japanese text into words exactly as the official scorer's `MeCab.Tagger("-Owakati").parse`.
 
     The raw MeCab output is returned unchanged (words joined by spaces, with a trailing " \\n"), because the
-    official XOR-Full BLEU compares characters of this very string.
+    official XOR-Full BLEU compares characters of this very string. A text longer than `MECAB_MAX_CHARACTERS`
+    (where the official script fails or takes minutes) is split piece by piece and the outputs are joined as one.
 
     Args:
         text: the text to split.
 
     Returns:
         MeCab's wakati output.
+
+    Raises:
+        UserError: if MeCab still refuses a piece.
     """
-    return _wakati_tagger().parse(text)
+    tagger = _wakati_tagger()
+    if len(text) <= MECAB_MAX_CHARACTERS:
+        pieces = [text]
+    else:
+        pieces = _mecab_pieces(text, MECAB_MAX_CHARACTERS)
+    outputs = []
+    for piece in pieces:
+        output = tagger.parse(piece)
+        if output is None:
+            raise UserError(f"MeCab could not split a text of {len(text)} characters "
+                            f"({piece[:30]!r}...): {tagger.what() if hasattr(tagger, 'what') else 'no output'}")
+        outputs.append(output)
+    # Each piece ends with MeCab's "\\n"; only the last one is kept, so the result reads as one parse.
+    return "".join(output[:-1] if output.endswith("\n") else output for output in outputs[:-1]) + outputs[-1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
