@@ -51,12 +51,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
 
 
+def _check_numeric_flags(args: argparse.Namespace) -> None:
+    """Refuses numeric flags outside their range, naming the flag, the range and the value."""
+    for flag, value in (("--pages_per_shard", args.pages_per_shard), ("--units_per_passage", args.units_per_passage),
+                        ("--workers", args.workers)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+
+
 def _read_profile(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             overrides = json.load(f)
     except OSError as e:
         raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: invalid UTF-8 at byte {e.start}") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
     if not isinstance(overrides, dict):
@@ -86,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
       UserError: bad input files or flags.
     """
     started = time.time()
+    _check_numeric_flags(args)
     counts: collections.Counter = collections.Counter()
     if args.dump:
         settings = ingest.IngestSettings(

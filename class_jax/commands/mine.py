@@ -82,8 +82,11 @@ def config_from_args(args: argparse.Namespace) -> mining_pipeline.MiningConfig:
         anchor = mlqa_pt.AnchorClozeConfig(mask_token=args.mask_token)
     except ValueError as error:
         raise UserError(str(error)) from None
-    if args.k <= 0:
-        raise UserError(f"--k must be positive, got {args.k}")
+    for flag, value, lowest in (("--k", args.k, 1), ("--records_per_shard", args.records_per_shard, 1),
+                                ("--audit_sample", args.audit_sample, 0),
+                                ("--rewrite_batch_size", args.rewrite_batch_size, 1)):
+        if value < lowest:
+            raise UserError(f"{flag} must be at least {lowest}, got {value}")
     from class_jax.mining.rewrite import filters  # pylint: disable=import-outside-toplevel
 
     return mining_pipeline.MiningConfig(

@@ -5,7 +5,8 @@ Layout of an ingested corpus root (`class-jax ingest --out ROOT`):
     ROOT/entities.jsonl.gz                  {"id", "titles": {lang: title}}  (cross-language entity table)
     ROOT/wikidata_sitelinks.jsonl.gz        {"id", "titles"}  (sitelinks of --wikidata files, merged)
     ROOT/<lang>/manifest.json               counts, settings, shard list; written last (= language complete)
-    ROOT/<lang>/pages.tsv.gz                page_id  title  kind   (kind: article | redirect)
+    ROOT/<lang>/pages.tsv.gz                page_id  title  kind  ordinal  (kind: article | redirect;
+                                            ordinal: 0-based position of the page in the dump)
     ROOT/<lang>/redirects.tsv.gz            title  target  resolved  (resolved: final title, "" for loops)
     ROOT/<lang>/langlinks.tsv.gz            title  lang  target_title   (from --langlinks)
     ROOT/<lang>/inline_langlinks.tsv.gz     title  lang  target_title   (legacy [[xx:Title]] links in wikitext)

@@ -11,16 +11,21 @@ Every failure is raised as a `UserError` naming the file, the line and the last 
 import bz2
 import codecs
 import dataclasses
+import errno
 import gzip
 import os
 import re
+import stat
 import xml.etree.ElementTree as ElementTree
+import zlib
 from typing import BinaryIO, Callable, Iterator
 
 from class_jax.runtime.errors import UserError
 
 _CHUNK_BYTES = 1 << 20
 _DECLARED_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+# What a corrupt gzip / bz2 body raises while being read (zlib.error is not an OSError).
+DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error)
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
     (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
@@ -65,6 +70,40 @@ class RawPage:
     model: str
 
 
+def check_input_file(path: str, what: str = "") -> None:
+    """Checks that `path` names a readable regular file (or a named pipe), before any reading starts.
+
+    Args:
+      path: the file.
+      what: the flag that named it (e.g. "--dump"), put in front of the message when given.
+
+    Raises:
+      UserError: one line naming the file and the problem: missing, a directory, a symlink loop, a name too long,
+        no permission, or not a regular file.
+    """
+    prefix = f"{what} {path}" if what else f"{path}"
+    try:
+        status = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            problem = "symbolic link loop"
+        elif e.errno == errno.ENAMETOOLONG:
+            problem = "file name too long"
+        elif e.errno == errno.ENOENT:
+            problem = "no such file"
+        else:
+            problem = f"cannot open: {e.strerror or e}"
+        raise UserError(f"{prefix}: {problem}") from None
+    except ValueError as e:  # e.g. an embedded NUL character
+        raise UserError(f"{prefix}: not a usable file name ({e})") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise UserError(f"{prefix}: is a directory, expected a file")
+    if not (stat.S_ISREG(status.st_mode) or stat.S_ISFIFO(status.st_mode)):
+        raise UserError(f"{prefix}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{prefix}: cannot open: permission denied")
+
+
 def open_compressed(path: str) -> tuple[BinaryIO, BinaryIO]:
     """Opens a plain, `.bz2` or `.gz` file for binary reading, detecting compression by magic bytes.
 
@@ -80,9 +119,15 @@ def open_compressed(path: str) -> tuple[BinaryIO, BinaryIO]:
     try:
         raw = open(path, "rb")
     except OSError as e:
-        raise UserError(f"{path}: cannot open: {e.strerror or e}") from e
-    magic = raw.read(3)
-    raw.seek(0)
+        raise UserError(f"{path}: cannot open: {e.strerror or e}") from None
+    except ValueError as e:
+        raise UserError(f"{path}: not a usable file name ({e})") from None
+    try:
+        magic = raw.read(3)
+        raw.seek(0)
+    except OSError as e:
+        raw.close()
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
     if magic == b"BZh":
         return bz2.BZ2File(raw), raw
     if magic[:2] == b"\x1f\x8b":
@@ -125,6 +170,8 @@ class DumpReader:
       invalid_bytes: "error" raises on bytes that are invalid in the declared encoding; "replace" substitutes
         U+FFFD and counts them in `replaced_bytes`.
       on_progress: called with the number of compressed bytes read so far, after every chunk.
+      require_siteinfo: raise a `UserError` for a dump without `<siteinfo>` (ingestion needs its namespaces and
+        title case; Special:Export files may leave it out, and are read with the defaults otherwise).
 
     Attributes:
       site_info: the dump's `<siteinfo>`, set once the block has been read (before the first page).
@@ -133,12 +180,13 @@ class DumpReader:
     """
 
     def __init__(self, path: str, invalid_bytes: str = "error",
-                 on_progress: Callable[[int], None] | None = None):
+                 on_progress: Callable[[int], None] | None = None, require_siteinfo: bool = False):
         if invalid_bytes not in ("error", "replace"):
             raise ValueError(f"invalid_bytes must be 'error' or 'replace', not {invalid_bytes!r}")
         self.path = os.fspath(path)
         self.invalid_bytes = invalid_bytes
         self.on_progress = on_progress
+        self.require_siteinfo = require_siteinfo
         self.site_info = SiteInfo()
         self.replaced_bytes = 0
         self._line = 1
@@ -155,9 +203,9 @@ class DumpReader:
                 head = stream.read(_CHUNK_BYTES)
             except EOFError as e:
                 raise UserError(f"{self.path}: the compressed file is truncated ({e}) within its first "
-                                f"{_CHUNK_BYTES} bytes") from e
-            except OSError as e:
-                raise UserError(f"{self.path}: the compressed data is corrupt at the start ({e})") from e
+                                f"{_CHUNK_BYTES} bytes") from None
+            except (OSError, zlib.error) as e:
+                raise UserError(f"{self.path}: the compressed data is corrupt at the start ({e})") from None
             if not head:
                 raise UserError(f"{self.path}: the file is empty")
             try:
@@ -195,10 +243,10 @@ class DumpReader:
                     chunk = stream.read(_CHUNK_BYTES)
                 except EOFError as e:
                     raise UserError(f"{self._where()}: the compressed file is truncated ({e}); "
-                                    f"{offset} bytes were decompressed") from e
-                except OSError as e:
+                                    f"{offset} bytes were decompressed") from None
+                except (OSError, zlib.error) as e:
                     raise UserError(f"{self._where()}: the compressed data is corrupt ({e}); "
-                                    f"{offset} bytes were decompressed") from e
+                                    f"{offset} bytes were decompressed") from None
 
     def pages(self) -> Iterator[RawPage]:
         """Yields every page of the dump, in dump order.
@@ -213,6 +261,7 @@ class DumpReader:
         root: ElementTree.Element | None = None
         depth = 0
         ordinal = 0
+        seen_siteinfo = False
         for text in self._text_chunks():
             parser.feed(text)  # A pull parser queues syntax errors behind the events that precede them.
             events = parser.read_events()
@@ -232,6 +281,9 @@ class DumpReader:
                             raise UserError(f"{self.path}: the root element is <{tag}>, not <mediawiki>: "
                                             "not a MediaWiki XML dump")
                     elif tag == "page" and depth == 2:
+                        if self.require_siteinfo and not seen_siteinfo:
+                            raise UserError(f"{self.path}: no <siteinfo> before the first <page>: not a complete "
+                                            "MediaWiki dump (its namespaces are unknown)")
                         self._last_page = f"page #{ordinal + 1}, after {self._last_page}"
                     continue
                 depth -= 1
@@ -239,6 +291,7 @@ class DumpReader:
                     continue
                 if tag == "siteinfo":
                     self.site_info = _parse_siteinfo(element)
+                    seen_siteinfo = True
                 elif tag == "page":
                     page = self._parse_page(element, ordinal)
                     self._last_page = f"page {page.title!r} (id {page.page_id})"
@@ -254,6 +307,8 @@ class DumpReader:
             raise self._xml_error(e, at_end=True) from None
         if root is None:
             raise UserError(f"{self.path}: no XML element found")
+        if self.require_siteinfo and not seen_siteinfo:
+            raise UserError(f"{self.path}: no <siteinfo> in the dump: not a complete MediaWiki dump")
 
     def _xml_error(self, error: ElementTree.ParseError, at_end: bool = False) -> UserError:
         line, column = error.position

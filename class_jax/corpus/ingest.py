@@ -99,10 +99,13 @@ class DumpIngester:
                  settings: IngestSettings = IngestSettings(), progress: bool = False, overwrite: bool = False):
         if not _LANG_CODE.match(lang):
             raise UserError(f"--lang {lang!r} is not a Wikipedia language code")
-        if not os.path.isfile(dump_path):
-            raise UserError(f"{dump_path}: no such file")
+        dump_reader.check_input_file(dump_path, "--dump")
         if settings.pages_per_shard <= 0:
-            raise UserError(f"pages per shard must be positive, got {settings.pages_per_shard}")
+            raise UserError(f"--pages_per_shard must be at least 1, got {settings.pages_per_shard}")
+        if settings.units_per_passage is not None and settings.units_per_passage <= 0:
+            raise UserError(f"--units_per_passage must be at least 1, got {settings.units_per_passage}")
+        if settings.workers <= 0:
+            raise UserError(f"--workers must be at least 1, got {settings.workers}")
         self.dump_path = dump_path
         self.lang = lang
         self.root = pathlib.Path(root)
@@ -137,8 +140,8 @@ class DumpIngester:
             return counts
         corpus_io.remove_partial_files(self.folder)
         corpus_io.write_json(state_path, self.fingerprint)
-        titles, article_ids, redirects, pass1_counts = self._titles_and_redirects()
-        shard_counts, resumed = self._articles(titles, article_ids, redirects)
+        titles, article_ordinals, redirects, pass1_counts = self._titles_and_redirects()
+        shard_counts, resumed = self._articles(titles, article_ordinals, redirects)
         counts = collections.Counter(pass1_counts)
         counts.update(shard_counts)
         counts["resumed_shards"] = resumed
@@ -170,7 +173,7 @@ class DumpIngester:
         """The dump's pages with a progress bar; checks the dump's language on the way."""
         bar = _Progress(self.progress, os.path.getsize(self.dump_path), description)
         reader = dump_reader.DumpReader(self.dump_path, invalid_bytes=self.settings.invalid_bytes,
-                                        on_progress=bar.update_to)
+                                        on_progress=bar.update_to, require_siteinfo=True)
         self._reader = reader
         checked = False
         try:
@@ -190,21 +193,25 @@ class DumpIngester:
         pass1_path = self.folder / "pass1.json"
         pages_path, redirects_path = self.folder / "pages.tsv.gz", self.folder / "redirects.tsv.gz"
         if pass1_path.is_file() and pages_path.is_file() and redirects_path.is_file():
-            titles, article_ids = set(), set()
+            titles, article_ordinals = set(), set()
             for row in corpus_io.read_tsv(pages_path):
+                if row.get("ordinal") is None:  # written before pages were told apart by dump position: redo
+                    break
                 if row["kind"] == "article":
                     titles.add(row["title"])
-                    article_ids.add(int(row["page_id"]))
-            redirects = entities.load_redirects(self.root, self.lang)
-            with open(pass1_path, encoding="utf-8") as f:
-                return titles, article_ids, redirects, json.load(f)
+                    article_ordinals.add(int(row["ordinal"]))
+            else:
+                redirects = entities.load_redirects(self.root, self.lang)
+                with open(pass1_path, encoding="utf-8") as f:
+                    return titles, article_ordinals, redirects, json.load(f)
         counts: collections.Counter = collections.Counter()
         titles: set[str] = set()
-        article_ids: set[int] = set()
+        # Articles are told apart by their position in the dump: page ids can repeat in a hostile dump.
+        article_ordinals: set[int] = set()
         redirects = RedirectTable()
         namespaces: NamespaceTable | None = None
 
-        def page_rows() -> Iterator[tuple[int, str, str]]:
+        def page_rows() -> Iterator[tuple[int, str, str, int]]:
             nonlocal namespaces
             for page in self._pages("pass 1/2: titles, redirects"):
                 counts["pages"] += 1
@@ -227,16 +234,16 @@ class DumpIngester:
                         counts["redirects_to_other_namespace"] += 1
                     else:
                         redirects.add(title, target)
-                    yield page.page_id, title, "redirect"
+                    yield page.page_id, title, "redirect", page.ordinal
                     continue
                 if title in titles:
                     counts["skipped_duplicate_title"] += 1
                     continue
                 titles.add(title)
-                article_ids.add(page.page_id)
-                yield page.page_id, title, "article"
+                article_ordinals.add(page.ordinal)
+                yield page.page_id, title, "article", page.ordinal
 
-        corpus_io.write_tsv(pages_path, ["page_id", "title", "kind"], page_rows())
+        corpus_io.write_tsv(pages_path, ["page_id", "title", "kind", "ordinal"], page_rows())
         rows = []
         for title, target, final in redirects.resolve_all():
             if final is None:
@@ -246,13 +253,17 @@ class DumpIngester:
             rows.append((title, target, final or ""))
         corpus_io.write_tsv(redirects_path, ["title", "target", "resolved"], rows)
         corpus_io.write_json(pass1_path, dict(counts))
-        return titles, article_ids, redirects, dict(counts)
+        return titles, article_ordinals, redirects, dict(counts)
 
     # -- pass 2 ------------------------------------------------------------------------------------------------------
 
-    def _articles(self, titles: set[str], article_ids: set[int],
+    def _articles(self, titles: set[str], article_ordinals: set[int],
                   redirects: RedirectTable) -> tuple[collections.Counter, int]:
-        """Pass 2: cleans articles into shards, skipping shards an earlier run completed."""
+        """Pass 2: cleans articles into shards, skipping shards an earlier run completed.
+
+        Only the pages pass 1 took as articles (by dump position) are cleaned: a later page with the title (or the
+        page id) of an earlier one was counted as skipped there, and leaves nothing in the outputs.
+        """
         shard_folder = self.folder / "shards"
         done = {int(path.stem.split("-")[1]) for path in shard_folder.glob("shard-*.json")}
         totals: collections.Counter = collections.Counter()
@@ -272,7 +283,8 @@ class DumpIngester:
                         self.lang, self.profile, self.units_per_passage, self.settings.drop_red_links,
                         self.settings.passages_from_disambiguation,
                         NamespaceTable(self.lang, info.namespaces, info.first_letter_case), redirects, titles)
-                wanted = page.page_id in article_ids and page.ordinal // self.settings.pages_per_shard not in done
+                wanted = (page.ordinal in article_ordinals
+                          and page.ordinal // self.settings.pages_per_shard not in done)
                 yield (page if wanted else dataclasses.replace(page, text="")), wanted
 
         try:

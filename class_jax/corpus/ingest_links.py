@@ -10,7 +10,7 @@ import os
 import pathlib
 from typing import Iterator, Sequence
 
-from class_jax.corpus import corpus_io, entities, langlinks, wiki_languages, wikidata
+from class_jax.corpus import corpus_io, dump_reader, entities, langlinks, wiki_languages, wikidata
 from class_jax.corpus.titles import normalize_title
 from class_jax.runtime.errors import UserError
 
@@ -19,7 +19,10 @@ def _page_table(root: str | os.PathLike, lang: str) -> dict[int, tuple[str, str]
     path = corpus_io.language_dir(root, lang) / "pages.tsv.gz"
     if not path.is_file():
         raise UserError(f"{path}: missing; ingest the {lang!r} dump before its langlinks")
-    return {int(row["page_id"]): (row["title"], row["kind"]) for row in corpus_io.read_tsv(path)}
+    table: dict[int, tuple[str, str]] = {}
+    for row in corpus_io.read_tsv(path):
+        table.setdefault(int(row["page_id"]), (row["title"], row["kind"]))  # a repeated page id: the first page
+    return table
 
 
 def ingest_langlinks(root: str | os.PathLike, lang: str, path: str) -> collections.Counter:
@@ -37,8 +40,7 @@ def ingest_langlinks(root: str | os.PathLike, lang: str, path: str) -> collectio
     Raises:
       UserError: the file is missing, malformed or truncated, or the language was not ingested.
     """
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such file")
+    dump_reader.check_input_file(path, "--langlinks")
     pages = _page_table(root, lang)
     reader = langlinks.LangLinksReader(path)
     counts: collections.Counter = collections.Counter()
@@ -90,8 +92,7 @@ def ingest_wikidata(root: str | os.PathLike, paths: Sequence[str]) -> collection
     if target.is_file():
         merged = {record["id"]: record["titles"] for record in corpus_io.read_jsonl(target)}
     for path in paths:
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: no such file")
+        dump_reader.check_input_file(path, "--wikidata")
         for entity in wikidata.read_sitelinks(path, counts):
             merged[entity.entity_id] = entity.titles
     corpus_io.write_jsonl(target, ({"id": entity_id, "titles": titles}

@@ -9,7 +9,6 @@ not valid UTF-8 are skipped and counted.
 
 import collections
 import dataclasses
-import gzip
 import re
 from typing import Iterator
 
@@ -79,6 +78,7 @@ class LangLinksReader:
             line_number = 0
             creating = False
             create_columns: list[str] = []
+            table_seen = False
             try:
                 for line_number, line in enumerate(stream, start=1):
                     if creating:
@@ -92,16 +92,24 @@ class LangLinksReader:
                         continue
                     create = _CREATE.match(line)
                     if create and create.group(1) == self.table:
-                        creating, create_columns = True, []
+                        creating, create_columns, table_seen = True, [], True
                         continue
                     insert = _INSERT.match(line)
                     if insert and insert.group(1) == self.table:
+                        table_seen = True
                         if insert.group(2):
                             self.columns = tuple(c.strip(b" `").decode() for c in insert.group(2).split(b","))
                         yield from self._rows(line, insert.end(), line_number)
-            except (EOFError, OSError, gzip.BadGzipFile) as e:
+            except dump_reader.DECOMPRESSION_ERRORS as e:
                 raise UserError(f"{self.path}: line {line_number + 1}: the file is truncated or corrupt: "
                                 f"{e}") from None
+            if not table_seen:
+                # An empty file, random bytes or another table's dump must not pass for an empty link table (a
+                # real dump of a wiki without langlinks still has the CREATE TABLE statement).
+                table = self.table.decode()
+                found = "the file is empty" if line_number == 0 else (
+                    f"no `CREATE TABLE` or `INSERT INTO` statement for `{table}` in its {line_number} lines")
+                raise UserError(f"{self.path}: not a `{table}` SQL dump ({found})")
 
     def _rows(self, line: bytes, position: int, line_number: int) -> Iterator[LangLink]:
         """Parses the `(...),(...);` list of one INSERT statement."""

@@ -55,7 +55,7 @@ def _entity_document(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
     with raw, stream:
         try:
             content = stream.read()
-        except (EOFError, OSError) as e:
+        except dump_reader.DECOMPRESSION_ERRORS as e:
             raise UserError(f"{path}: the file is truncated or corrupt: {e}") from None
     if not content.strip():
         raise UserError(f"{path}: the file is empty")
@@ -92,7 +92,7 @@ def _entity_lines(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise UserError(f"{path}: line {line_number}: not a JSON entity ({e.msg})") from None
         except UnicodeDecodeError as e:
             raise UserError(f"{path}: line {line_number}: invalid UTF-8 ({e.reason})") from None
-        except (EOFError, OSError) as e:
+        except dump_reader.DECOMPRESSION_ERRORS as e:
             raise UserError(f"{path}: line {line_number + 1}: the file is truncated or corrupt: {e}") from None
 
 
@@ -102,7 +102,8 @@ def read_sitelinks(path: str, counts: collections.Counter | None = None) -> Iter
     Args:
       path: the file (any of the accepted forms).
       counts: receives `wikidata_entities`, `wikidata_sitelinks` and skips by reason
-        (`wikidata_skipped_no_sitelinks`, `wikidata_skipped_other_sites`, `wikidata_skipped_not_entity`).
+        (`wikidata_skipped_no_sitelinks`, `wikidata_skipped_other_sites`, `wikidata_skipped_not_entity`,
+        `wikidata_skipped_invalid_title`).
 
     Yields:
       One record per entity that has at least one Wikipedia sitelink.
@@ -113,13 +114,16 @@ def read_sitelinks(path: str, counts: collections.Counter | None = None) -> Iter
     counts = counts if counts is not None else collections.Counter()
     stream, raw = dump_reader.open_compressed(path)
     with raw, stream:
-        first_line = stream.readline().strip()
+        try:
+            first_line = stream.readline().strip()
+        except dump_reader.DECOMPRESSION_ERRORS as e:
+            raise UserError(f"{path}: line 1: the file is truncated or corrupt: {e}") from None
     # A dump opens with "[" on its own line, JSON Lines with a complete entity; anything else is one document.
     line_based = first_line == b"[" or (first_line.startswith(b"{") and first_line.rstrip(b",").endswith(b"}")
                                         and _is_json(first_line.rstrip(b",")))
     records = _entity_lines(path) if line_based else _entity_document(path)
     for line_number, entity in _expand_api_answers(records):
-        if not isinstance(entity, dict) or "id" not in entity:
+        if not isinstance(entity, dict) or "id" not in entity or _has_lone_surrogate(str(entity["id"])):
             counts["wikidata_skipped_not_entity"] += 1
             continue
         counts["wikidata_entities"] += 1
@@ -132,6 +136,10 @@ def read_sitelinks(path: str, counts: collections.Counter | None = None) -> Iter
             title = link.get("title") if isinstance(link, dict) else None
             if lang is None or not title:
                 counts["wikidata_skipped_other_sites"] += 1
+                continue
+            if not isinstance(title, str) or _has_lone_surrogate(title):
+                # JSON can spell a lone surrogate (`"\\ud800"`); no wiki has such a title, and no file can hold it.
+                counts["wikidata_skipped_invalid_title"] += 1
                 continue
             titles[lang] = title
         if not titles:
@@ -150,6 +158,14 @@ def _expand_api_answers(records: Iterator[tuple[int, Any]]) -> Iterator[tuple[in
                 yield line_number, entity
         else:
             yield line_number, record
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
 
 
 def _is_json(line: bytes) -> bool:

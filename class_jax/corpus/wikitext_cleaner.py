@@ -45,12 +45,19 @@ _TARGET_CACHE_SIZE = 1 << 16
 _LINK_PRINTING_TEMPLATES = frozenset({"ill", "interlanguage link", "illm"})
 # Footnotes, found as MediaWiki's preprocessor finds extension tags (up to the first closing tag, in any case),
 # and the spans in which the tokenizer would not see them: closed comments and the tags whose contents it does not
-# parse (its PARSER_BLACKLIST: nowiki, pre, math, ...), which are left as they are.
-_FOOTNOTES = re.compile(
-    r"<!--.*?-->"
-    rf"|<({'|'.join(map(re.escape, definitions.PARSER_BLACKLIST))})(?=[\s/>])[^>]*?(?:/>|>.*?</\1\s*>)"
-    r"|<(ref|references)(?=[\s/>])[^>]*?(?:/>|>.*?</\2\s*>)",
-    re.DOTALL | re.IGNORECASE)
+# parse (its PARSER_BLACKLIST: nowiki, pre, math, ...), which are left as they are. `_empty_footnotes` scans for
+# the openings and looks for each closing once, so that unclosed ones cost linear time, not quadratic.
+_FOOTNOTE_OPENING = re.compile(
+    rf"<(?:!--|({'|'.join(map(re.escape, definitions.PARSER_BLACKLIST))}|ref|references)(?=[\s/>]))",
+    re.IGNORECASE)
+_FOOTNOTE_NAMES = frozenset({"ref", "references"})
+# Tags, opening and closing, as the tokenizer may read them (a superset: only the names matter here).
+_TAG_OPENING = re.compile(r"<([A-Za-z][A-Za-z0-9]*)(?=[\s/>])")
+_TAG_CLOSING = re.compile(r"</\s*([A-Za-z][A-Za-z0-9]*)(?![A-Za-z0-9])")
+# An unclosed `<ref ...>` left as text, which `_clean_plain` would strip (see _STRAY_MARKUP).
+_UNCLOSED_REF = re.compile(r"<ref\b[^>\n]*>", re.IGNORECASE)
+# Tags the tokenizer closes implicitly (so an opening without a closing tag is not a failed parse).
+_IMPLICITLY_CLOSED = frozenset(definitions.SINGLE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +155,7 @@ class WikitextCleaner:
           The clean text, its links and the link counts.
         """
         wikitext, links_in_footnotes = _empty_footnotes(unescape_if_double_escaped(wikitext))
-        code, links_seen = wt.parse(wikitext)
+        code, links_seen = wt.parse(_neutralize_unclosed_tags(wikitext))
         counts: collections.Counter = collections.Counter()
         counts["links_seen"] = links_seen + links_in_footnotes
         state = _PageState()
@@ -377,6 +384,9 @@ def _empty_footnotes(wikitext: str) -> tuple[str, int]:
     of its tokenizing time (citation templates). An empty element of the same name stays in their place, so the
     markup around them parses as before (bold, a footnote, bold does not become six quotes).
 
+    Time is linear in the length of the page: the closing tag (or `-->`) of each kind is looked for from an
+    opening on, and once none is found, no later opening of that kind is looked at again (it cannot close either).
+
     Args:
       wikitext: page source.
 
@@ -386,17 +396,110 @@ def _empty_footnotes(wikitext: str) -> tuple[str, int]:
     if "<" not in wikitext:
         return wikitext, 0
     links = 0
+    pieces: list[str] = []
+    copied = 0  # wikitext[:copied] is in pieces
+    position = 0
+    unclosable: set[str] = set()  # kinds ("!--" or a lower-case tag name) with no closing after some opening
+    closings: dict[str, re.Pattern] = {}
+    length = len(wikitext)
+    while position < length:
+        opening = _FOOTNOTE_OPENING.search(wikitext, position)
+        if opening is None:
+            break
+        name = opening.group(1)
+        kind = "!--" if name is None else name.lower()
+        position = opening.start() + 1  # where the scan goes on when this opening does not make an element
+        if kind in unclosable:
+            continue
+        if name is None:
+            close = wikitext.find("-->", opening.end())
+            if close < 0:
+                unclosable.add(kind)
+                continue
+            position = close + 3
+            continue  # comments are left as they are
+        head_end = wikitext.find(">", opening.end())
+        if head_end < 0:
+            unclosable.add(">")
+            break  # no tag can be complete any more
+        if wikitext[head_end - 1] == "/" and head_end - 1 >= opening.end():
+            end = head_end + 1  # self-closing
+        else:
+            closing = closings.get(kind)
+            if closing is None:
+                closing = closings[kind] = re.compile(rf"</{re.escape(kind)}\s*>", re.IGNORECASE)
+            match = closing.search(wikitext, head_end + 1)
+            if match is None:
+                unclosable.add(kind)
+                continue
+            end = match.end()
+        position = end
+        if kind not in _FOOTNOTE_NAMES:
+            continue  # a tag whose contents are not wikitext: left as it is
+        element = wikitext[opening.start():end]
+        if "[[" in element:
+            links += wt.parse(element)[1]
+        pieces.append(wikitext[copied:opening.start()])
+        pieces.append(f"<{name}/>")
+        copied = end
+    if not pieces:
+        return wikitext, links
+    pieces.append(wikitext[copied:])
+    return "".join(pieces), links
 
-    def empty(match: re.Match) -> str:
-        nonlocal links
-        name = match.group(2)
-        if name is None:  # a comment, or a tag whose contents are not wikitext
-            return match.group(0)
-        if "[[" in match.group(0):
-            links += wt.parse(match.group(0))[1]
-        return f"<{name}/>"
 
-    return _FOOTNOTES.sub(empty, wikitext), links
+def _neutralize_unclosed_tags(wikitext: str) -> str:
+    """Turns tags that cannot be closed into the text they would print, before tokenizing.
+
+    mwparserfromhell's tokenizer reads an opening tag's contents up to the end of the page before it gives up on
+    an unclosed tag and takes `<` as text; many unclosed tags (20,000 `<ref>`s in one hostile page) make that
+    quadratic. An opening tag with no closing tag of its name anywhere after it can never be closed, so its `<` is
+    written as `&lt;` (which prints the same `<`), and an unclosed `<ref ...>` is removed (as `_clean_plain` would
+    remove its text). Tags the tokenizer closes implicitly (`<li>`, `<br>`, ...) are left alone. Linear time.
+
+    Args:
+      wikitext: page source (after `_empty_footnotes`).
+
+    Returns:
+      The source, with the same clean text and links as before but no unclosable tags.
+    """
+    if "<" not in wikitext:
+        return wikitext
+    last_closing: dict[str, int] = {}
+    for closing in _TAG_CLOSING.finditer(wikitext):
+        last_closing[closing.group(1).lower()] = closing.start()
+    pieces: list[str] = []
+    copied = 0
+    next_bracket = -1  # the first ">" at or after the current opening (-1: not looked for yet)
+    for opening in _TAG_OPENING.finditer(wikitext):
+        name = opening.group(1).lower()
+        if name in _IMPLICITLY_CLOSED or last_closing.get(name, -1) > opening.start():
+            continue
+        start = opening.start()
+        if start < copied:
+            continue
+        if next_bracket < opening.end() and next_bracket != len(wikitext):
+            next_bracket = wikitext.find(">", opening.end())
+            if next_bracket < 0:
+                next_bracket = len(wikitext)
+        if next_bracket < len(wikitext) and wikitext[next_bracket - 1] == "/" and next_bracket > opening.end():
+            continue  # self-closing: `<references/>`, `<ref name=x />`
+        pieces.append(wikitext[copied:start])
+        ref = _UNCLOSED_REF.match(wikitext, start) if name == "ref" else None
+        if ref is not None:
+            copied = ref.end()
+        else:
+            pieces.append("&lt;")
+            copied = start + 1
+    if pieces:
+        pieces.append(wikitext[copied:])
+        wikitext = "".join(pieces)
+    # The same for comments: a `<!--` after the last `-->` is text to the tokenizer, found after a scan to the end.
+    last_comment_end = wikitext.rfind("-->")
+    unclosed_comment = wikitext.find("<!--", last_comment_end + 1 if last_comment_end >= 0 else 0)
+    if unclosed_comment >= 0 and wikitext.find("-->", unclosed_comment + 4) < 0:
+        wikitext = wikitext[:unclosed_comment] + wikitext[unclosed_comment:].replace("<!--", "&lt;!--")
+    return wikitext
 
 
 def unescape_if_double_escaped(wikitext: str) -> str:

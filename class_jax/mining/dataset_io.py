@@ -214,12 +214,38 @@ def read_dataset(out_root: str, dataset: str, lang: str) -> Iterator[dict]:
 
 
 def read_tfrecord_examples(path: str) -> list[dict]:
-    """Decodes a TFRecord shard back into plain dicts (for checks and tests)."""
+    """Decodes a TFRecord shard back into plain dicts (for checks and tests).
+
+    Raises:
+      UserError: the file is missing, corrupt or truncated, or a record is not a tf.train.Example; the message
+        names the file and the record number.
+    """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from google.protobuf import message  # pylint: disable=import-outside-toplevel
+
+    from class_jax.runtime.errors import UserError  # pylint: disable=import-outside-toplevel
 
     records = []
-    for raw in tf.data.TFRecordDataset([path]).as_numpy_iterator():
-        example = tf.train.Example.FromString(raw)
+    iterator = tf.data.TFRecordDataset([path]).as_numpy_iterator()
+    consumed = 0  # bytes of the records read: 8 (length) + 4 (its CRC) + data + 4 (data CRC) each
+    while True:
+        try:
+            raw = next(iterator)
+        except StopIteration:
+            size = tf.io.gfile.stat(path).length
+            if consumed != size:  # tf.data ends quietly at a truncated last record
+                raise UserError(f"{path}: record {len(records) + 1}: the file is truncated ({size - consumed} "
+                                f"bytes after the last complete record)") from None
+            break
+        except tf.errors.OpError as e:
+            problem = " ".join(str(e.message).split())[:200]
+            raise UserError(f"{path}: record {len(records) + 1}: unreadable TFRecord ({type(e).__name__}: "
+                            f"{problem})") from None
+        consumed += len(raw) + 16
+        try:
+            example = tf.train.Example.FromString(raw)
+        except message.DecodeError:
+            raise UserError(f"{path}: record {len(records) + 1}: not a tf.train.Example") from None
         record = {}
         for name, feature in example.features.feature.items():
             kind = feature.WhichOneof("kind")

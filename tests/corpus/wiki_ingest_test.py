@@ -204,7 +204,7 @@ def test_killed_ingest_resumes_from_completed_shards(tmp_path, monkeypatch):
 
 def test_invalid_bytes_replaced_are_counted(tmp_path):
     dump = tmp_path / "bad.xml"
-    dump.write_bytes(b"<mediawiki><page><title>P</title><ns>0</ns><id>1</id><revision><text>a \xff b [[Q]]</text>"
+    dump.write_bytes(b"<mediawiki><siteinfo><dbname>enwiki</dbname></siteinfo><page><title>P</title><ns>0</ns><id>1</id><revision><text>a \xff b [[Q]]</text>"
                      b"</revision></page></mediawiki>")
     counts = ingest.DumpIngester(str(dump), tmp_path / "c", "en", ingest.IngestSettings(invalid_bytes="replace")).run()
     assert counts["invalid_bytes_replaced"] == 1 and counts["articles"] == 1
