@@ -94,5 +94,5 @@ def start_model_command(args: argparse.Namespace) -> partitioning.Partitioner:
     bindings = [*args.gin_bindings, *getattr(args, "gin_overrides", [])]
     if not args.gin_file and not bindings:
         return partitioning.Partitioner()
-    gin_utils.parse_gin(args.gin_file, bindings, args.gin_search_paths)
+    gin_utils.parse_gin(args.gin_file, bindings, args.gin_search_paths, check_macros=True)
     return gin_utils.run_configured(partitioning.Partitioner)

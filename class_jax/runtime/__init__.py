@@ -10,4 +10,5 @@ Modules, lowest first:
   preemption    SIGTERM / SIGINT -> checkpoint at the current step and stop
   gin_paths     where the gin files live (installed or source checkout)
   gin_utils     gin flags, search paths, scoped parsing, running a configured job, saving the operative config
+  config_checks type and range checks of gin-configured values: one-line errors naming the gin parameter
 """

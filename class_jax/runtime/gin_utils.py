@@ -15,8 +15,12 @@ which clears gin after the block and refuses to open inside another parsed confi
 import argparse
 import contextlib
 import copy
+import difflib
+import functools
 import os
 import pathlib
+import re
+import tokenize
 from typing import Any, Callable, Iterator, Sequence
 
 import gin
@@ -91,11 +95,20 @@ def search_paths(extra: str | Sequence[str] = "") -> list[str]:
 
 
 def parse_gin(files: Sequence[str], bindings: Sequence[str], extra_search_paths: str | Sequence[str] = "",
-              finalize: bool = True) -> None:
+              finalize: bool = True, check_macros: bool = False) -> None:
     """Clears gin, then parses files and bindings with the search paths set.
 
+    Args:
+      files: gin files, parsed in order.
+      bindings: gin bindings, applied after every file.
+      extra_search_paths: folders searched for the files and their includes before the installed gin folder.
+      finalize: lock the configuration once parsed (gin's finalize hooks run).
+      check_macros: refuse macros that nothing uses (see `check_macros_used`), before finalizing; what a job run
+        from the command line does, so that a misspelt `--gin.NAME=VALUE` is an error rather than ignored.
+
     Raises:
-      UserError: a file is missing or a binding is invalid (the message names it).
+      UserError: a file is missing, a binding is invalid, or (check_macros) a macro is set but never used; the
+        message names it.
     """
     _use_plain_files_only()
     gin.clear_config(clear_constants=False)
@@ -103,9 +116,114 @@ def parse_gin(files: Sequence[str], bindings: Sequence[str], extra_search_paths:
         if path not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
             gin.add_config_file_search_path(path)
     try:
-        gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=finalize)
-    except (IOError, ValueError, SyntaxError, TypeError, KeyError, ImportError) as e:
-        raise UserError(f"gin configuration: {type(e).__name__}: {e}") from e
+        gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=False)
+        if check_macros:
+            check_macros_used(bindings)
+        if finalize:
+            gin.finalize()
+    except (IOError, ValueError, SyntaxError, TypeError, KeyError, ImportError, tokenize.TokenError) as e:
+        raise UserError(f"gin configuration: {type(e).__name__}: {_one_line(e)}") from e
+
+
+def _one_line(error: Exception) -> str:
+    """gin's message for a parse error, on one line, with the text it could not parse."""
+    if isinstance(error, tokenize.TokenError):
+        return f"{error.args[0] if error.args else error} (an unclosed bracket or quote?)"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # ast.literal_eval's own line says nothing useful ("malformed node or string on line 1: <ast.Name ...>").
+    lines = [line for line in lines if not line.startswith("malformed node or string")] or lines
+    message = "; ".join(lines)
+    text = getattr(error, "text", None) if isinstance(error, SyntaxError) else None
+    if text and text.strip() and text.strip() not in message:
+        where = f" of {error.filename}" if getattr(error, "filename", None) else ""
+        message += f", in `{text.strip()}`{where} (a value is a Python literal, with quotes around strings, or a gin " \
+                   "reference)"
+    return message
+
+
+# `NAME = value` at the start of a line (no dot in NAME): gin binds a macro, not a configurable's parameter.
+_MACRO_BINDING = re.compile(r"^([A-Za-z_][\w/]*)[ \t]*=", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_macro_names() -> frozenset[str]:
+    """Macros that the installed gin files (gin/) define."""
+    names: set[str] = set()
+    for path in pathlib.Path(gin_paths.gin_dir()).rglob("*.gin"):
+        names.update(_MACRO_BINDING.findall(path.read_text()))
+    return frozenset(names)
+
+
+def _referenced_macros(value: Any) -> set[str]:
+    """Names of the macros (`%NAME`) a bound value refers to, anywhere inside it."""
+    return {"/".join(ref.scopes) for ref in gin.config.iterate_references({"value": value})
+            if ref.configurable.wrapped is gin.config.macro}
+
+
+def macro_usage() -> tuple[set[str], set[str]]:
+    """The macros of the parsed configuration: those defined, and those some configurable's binding reaches.
+
+    A macro is used when a binding of a configurable refers to it (`param = %NAME`), directly or through other
+    used macros (`A = %B`); whether the job calls that configurable is not considered.
+
+    Returns:
+      (defined, used) macro names.
+    """
+    config = gin.config._CONFIG  # pylint: disable=protected-access
+    macro_values = {scope: bindings.get("value") for (scope, selector), bindings in config.items()
+                    if selector == "gin.macro"}
+    pending = set()
+    for (_, selector), bindings in config.items():
+        if selector != "gin.macro":
+            for value in bindings.values():
+                pending |= _referenced_macros(value)
+    used: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name not in used:
+            used.add(name)
+            if name in macro_values:
+                pending |= _referenced_macros(macro_values[name]) - used
+    return set(macro_values), used
+
+
+def check_macros_used(bindings: Sequence[str] = ()) -> None:
+    """Refuses macros that the parsed configuration sets but no configurable uses (a misspelt name, usually).
+
+    Refused: an unused macro set by one of `bindings` (the command line's `--gin.NAME=VALUE` / `--gin_bindings`),
+    and an unused macro that no installed gin file defines (a user's gin file). Unused macros of the installed gin
+    files themselves are allowed: files shared by several jobs (e.g. demo/common.gin, a run's config.gin given to
+    `export`) set macros that only some of the jobs read.
+
+    Args:
+      bindings: the bindings given besides the files.
+
+    Raises:
+      UserError: naming each refused macro, with the closest known macro name when one is close.
+    """
+    defined, used = macro_usage()
+    from_bindings = {name for binding in bindings for name in _MACRO_BINDING.findall(binding.lstrip())}
+    shipped = _shipped_macro_names()
+    refused = sorted(name for name in defined - used if name in from_bindings or name not in shipped)
+    if not refused:
+        return
+    hints = {name: _unused_macro_hint(name, sorted((used | shipped) - set(refused))) for name in refused}
+    if len(refused) == 1:
+        raise UserError(f"gin macro {refused[0]} is set but never used; {hints[refused[0]]}")
+    raise UserError("gin macros set but never used: " + ", ".join(f"{name} ({hints[name]})" for name in refused))
+
+
+def _unused_macro_hint(name: str, known_macros: Sequence[str]) -> str:
+    """What the user probably meant by an unused macro: a parameter of that name, a close macro name, or nothing."""
+    config = gin.config._CONFIG  # pylint: disable=protected-access
+    parameters = sorted({f"{'.'.join(selector.split('.')[-2:])}.{param}" for (_, selector), bindings in config.items()
+                         if selector != "gin.macro" for param in bindings if param.lower() == name.lower()})
+    if parameters:
+        return f"did you mean the parameter {' or '.join(parameters)}?"
+    if name in _shipped_macro_names():
+        return f"no gin file of this run reads %{name}"
+    close = difflib.get_close_matches(name, known_macros, n=1, cutoff=0.6)
+    return f"did you mean {close[0]}?" if close else f"no gin file of this run reads %{name}"
 
 
 def holds_config() -> bool:
@@ -187,7 +305,8 @@ def parse_gin_from_args(args: argparse.Namespace) -> None:
     """Parses what --gin_file / --gin_bindings / --gin.NAME=VALUE / --gin_search_paths say."""
     if not args.gin_file:
         raise UserError("no --gin_file given (see gin/runs/ and gin/stages/ for examples)")
-    parse_gin(args.gin_file, [*args.gin_bindings, *getattr(args, "gin_overrides", [])], args.gin_search_paths)
+    parse_gin(args.gin_file, [*args.gin_bindings, *getattr(args, "gin_overrides", [])], args.gin_search_paths,
+              check_macros=True)
 
 
 def run_configured(fn: Callable[..., Any]) -> Any:
@@ -203,10 +322,19 @@ def run_configured(fn: Callable[..., Any]) -> Any:
                         f"{fn.__module__} and bind its parameters?") from None
     try:
         return configured()
+    except UserError as e:
+        # gin appends "In call to configurable ..." lines to what a configurable raises; a UserError stays one line.
+        message = str(e).split(_GIN_CALL_CONTEXT, 1)[0]
+        if message == str(e):
+            raise
+        raise UserError(message) from e
     except TypeError as e:
         if "missing" in str(e) and "required" in str(e):
             raise UserError(f"gin configuration: {e}") from e
         raise
+
+
+_GIN_CALL_CONTEXT = "\n  In call to configurable"
 
 
 def write_config(path: pathlib.Path) -> None:

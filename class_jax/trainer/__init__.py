@@ -11,6 +11,7 @@ Modules, in data-flow order:
   hooks          periodic hooks (e.g. class_jax.fid.refresh) that may switch the training data
   metrics        throughput, MFU, stdout / metrics.jsonl / TensorBoard
   predictor      jitted, sharded decoding and scoring for eval / infer
+  train_checks   the train job's start-of-job checks of its numbers and paths
   train, evaluate, infer, export   the gin-configured jobs (run by `class-jax train|eval|infer|export`)
 Deprecated aliases, kept one release for old gin files: partitioning (now class_jax.runtime.partitioning),
 checkpoints (now checkpointer).

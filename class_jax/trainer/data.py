@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Protocol
 import numpy as np
 
 from class_jax.models.base import BaseModel
+from class_jax.runtime import config_checks
+from class_jax.runtime.errors import UserError
 from class_jax.runtime.partitioning import HostBatchShard
 
 Batch = dict[str, np.ndarray]
@@ -86,6 +88,16 @@ class DatasetConfig:
     num_epochs: Optional[int] = None
     module: Optional[str] = None
 
+    def __post_init__(self):
+        """Refuses a batch size, seed or epoch count of the wrong type or range (naming the gin parameter).
+
+        Raises:
+          config_checks.InvalidValue: naming the parameter and its allowed range.
+        """
+        config_checks.integer(self.batch_size, DatasetConfig, "batch_size", minimum=1)
+        config_checks.integer(self.seed, DatasetConfig, "seed", minimum=0, allow_none=True)
+        config_checks.integer(self.num_epochs, DatasetConfig, "num_epochs", minimum=1, allow_none=True)
+
 
 def feature_converter_for(model: BaseModel, pack: bool = False) -> Any:
     """The model's SeqIO feature converter, named by its `FEATURE_CONVERTER_CLS` (as in T5X).
@@ -140,7 +152,8 @@ class IteratorDataSource:
 
     def __init__(self, make_host_iterator: Callable[[HostBatchShard], Iterator[Batch]], global_batch_size: int):
         self.make_host_iterator = make_host_iterator
-        self.global_batch_size = global_batch_size
+        self.global_batch_size = config_checks.integer(global_batch_size, IteratorDataSource, "global_batch_size",
+                                                       minimum=1)
 
     def make_iterator(self, shard: HostBatchShard, skip_batches: int) -> Iterator[Batch]:
         """The function's iterator, after consuming `skip_batches` batches."""
@@ -159,9 +172,59 @@ def as_data_source(config_or_source: DatasetConfig | DataSource, model: BaseMode
     return config_or_source
 
 
+def _is_data_loss(error: BaseException) -> bool:
+    """Whether tf.data failed on damaged bytes (a TFRecord's CRC or length check: a corrupt or truncated file)."""
+    return type(error).__name__ == "DataLossError" and type(error).__module__.startswith("tensorflow")
+
+
+def damaged_tfrecord_files(source: DataSource) -> list[str]:
+    """The TFRecord files of a SeqIO source that do not read back completely (each is read through once).
+
+    Args:
+      source: a data source; only a SeqioDataSource's task sources that list their shards are checked.
+
+    Returns:
+      The damaged files (empty when none is found or the source lists no files).
+    """
+    if not isinstance(source, SeqioDataSource):
+        return []
+    import seqio  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    found = seqio.get_mixture_or_task(source.config.mixture_or_task_name)
+    tasks = found.tasks if isinstance(found, seqio.Mixture) else [found]
+    damaged = []
+    for task in tasks:
+        try:
+            paths = list(task.source.list_shards(source.config.split))
+        except Exception:  # pylint: disable=broad-except  (a source that cannot list shards)
+            continue
+        for path in paths:
+            try:
+                tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda count, _: count + 1)
+            except (tf.errors.DataLossError, tf.errors.NotFoundError):
+                damaged.append(str(path))
+    return damaged
+
+
+def damaged_data_error(source: DataSource, error: BaseException) -> UserError:
+    """A one-line UserError for a DataLossError of the training data, naming the damaged TFRecord file(s)."""
+    detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    damaged = damaged_tfrecord_files(source)
+    if damaged:
+        return UserError(f"training data: {', '.join(damaged)}: the TFRecord file is corrupt or truncated ({detail}); "
+                         f"rebuild or remove it")
+    name = getattr(getattr(source, "config", None), "mixture_or_task_name", type(source).__name__)
+    return UserError(f"training data {name}: a file is corrupt or truncated ({detail})")
+
+
 def peek_batch_spec(source: DataSource, shard: HostBatchShard) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Feature -> (GLOBAL shape, dtype) of the source's batches, read from a throwaway iterator's first batch."""
-    first = next(iter(source.make_iterator(shard, 0)))
+    try:
+        first = next(iter(source.make_iterator(shard, 0)))
+    except Exception as e:  # pylint: disable=broad-except  (TensorFlow's DataLossError, without importing TF)
+        if not _is_data_loss(e):
+            raise
+        raise damaged_data_error(source, e) from None
     spec = {}
     for name, value in first.items():
         value = np.asarray(value)
@@ -203,6 +266,7 @@ class DataFeed:
 
         Raises:
           ValueError: the source ran out (finite datasets must repeat for training).
+          UserError: a TFRecord file of the source is corrupt or truncated (naming it, see `damaged_data_error`).
         """
         if self._iterator is None:
             self._iterator = self.source.make_iterator(self.shard, self.position.batches_consumed)
@@ -212,5 +276,9 @@ class DataFeed:
             raise ValueError(f"training data ran out after {self.position.batches_consumed} batches of its source "
                              f"(started at step {self.position.source_start_step}); use num_epochs=None to repeat "
                              f"it") from None
+        except Exception as e:  # pylint: disable=broad-except  (TensorFlow's DataLossError, without importing TF)
+            if not _is_data_loss(e):
+                raise
+            raise damaged_data_error(self.source, e) from None
         self.position = dataclasses.replace(self.position, batches_consumed=self.position.batches_consumed + 1)
         return batch

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from class_jax.trainer import fused_adamw
+from class_jax.runtime import config_checks
 from class_jax.runtime import tree_paths
 
 PyTree = Any
@@ -65,12 +66,16 @@ def learning_rate_schedule(peak_value: float,
       The schedule, a function of the (0-based) step.
 
     Raises:
-      ValueError: for an unknown decay or a warm-up longer than training.
+      config_checks.InvalidValue (a ValueError): a value of the wrong type or range (naming the gin parameter), an
+        unknown decay, or a warm-up longer than training.
     """
-    if decay not in DECAYS:
-        raise ValueError(f"decay={decay!r}: expected one of {DECAYS}")
-    if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"warmup_steps={warmup_steps} must lie in [0, total_steps={total_steps}]")
+    fn = learning_rate_schedule
+    peak_value = config_checks.number(peak_value, fn, "peak_value", minimum=0.0, exclusive_minimum=True)
+    total_steps = config_checks.integer(total_steps, fn, "total_steps", minimum=1)
+    warmup_steps = config_checks.integer(warmup_steps, fn, "warmup_steps", minimum=0, maximum=total_steps)
+    decay = config_checks.choice(decay, fn, "decay", DECAYS)
+    end_value = config_checks.number(end_value, fn, "end_value", minimum=0.0)
+    init_value = config_checks.number(init_value, fn, "init_value", minimum=0.0)
     decay_steps = max(total_steps - warmup_steps, 1)
     if decay == "constant":
         after_warmup = optax.constant_schedule(peak_value)
@@ -117,8 +122,16 @@ def _with_clipping(transform: optax.GradientTransformation, grad_clip_norm: floa
     return optax.chain(optax.clip_by_global_norm(grad_clip_norm), transform)
 
 
-def _as_schedule(learning_rate: float | Schedule) -> Schedule:
-    return learning_rate if callable(learning_rate) else optax.constant_schedule(learning_rate)
+def _as_schedule(learning_rate: float | Schedule, fn: Callable[..., Any]) -> Schedule:
+    if callable(learning_rate):
+        return learning_rate
+    learning_rate = config_checks.number(learning_rate, fn, "learning_rate", minimum=0.0, exclusive_minimum=True)
+    return optax.constant_schedule(learning_rate)
+
+
+def _check_common(fn: Callable[..., Any], weight_decay: float | None, grad_clip_norm: float | None) -> None:
+    config_checks.number(weight_decay, fn, "weight_decay", minimum=0.0, allow_none=True)
+    config_checks.number(grad_clip_norm, fn, "grad_clip_norm", minimum=0.0, allow_none=True)
 
 
 def adamw(learning_rate: float | Schedule,
@@ -147,8 +160,15 @@ def adamw(learning_rate: float | Schedule,
 
     Returns:
       The optimizer.
+
+    Raises:
+      config_checks.InvalidValue: a value of the wrong type or range (naming the gin parameter).
     """
-    schedule = _as_schedule(learning_rate)
+    schedule = _as_schedule(learning_rate, adamw)
+    _check_common(adamw, weight_decay, grad_clip_norm)
+    config_checks.number(b1, adamw, "b1", minimum=0.0, maximum=1.0)
+    config_checks.number(b2, adamw, "b2", minimum=0.0, maximum=1.0)
+    config_checks.number(eps, adamw, "eps", minimum=0.0)
     mask = weight_decay_mask(no_decay_patterns)
     transform = _with_clipping(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask,
                                            mu_dtype=mu_dtype), grad_clip_norm)
@@ -185,8 +205,14 @@ def adafactor(learning_rate: float | Schedule,
 
     Returns:
       The optimizer.
+
+    Raises:
+      config_checks.InvalidValue: a value of the wrong type or range (naming the gin parameter).
     """
-    schedule = _as_schedule(learning_rate)
+    schedule = _as_schedule(learning_rate, adafactor)
+    _check_common(adafactor, weight_decay, grad_clip_norm)
+    config_checks.number(decay_rate, adafactor, "decay_rate", minimum=0.0)
+    config_checks.integer(min_dim_size_to_factor, adafactor, "min_dim_size_to_factor", minimum=1)
     transform = optax.adafactor(schedule, min_dim_size_to_factor=min_dim_size_to_factor, decay_rate=decay_rate,
                                 multiply_by_parameter_scale=multiply_by_parameter_scale,
                                 clipping_threshold=clipping_threshold, momentum=momentum,
