@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "the whole method on the generated wiki, with a report (about 10 min on a laptop)"),
     "make-demo-wiki": ("make_demo_wiki", "generate the small multilingual demo wiki in real dump formats"),
     "ingest": ("ingest", "Wikipedia dump + langlinks/Wikidata -> articles, passages, entities"),
+    "import-corpus": ("import_corpus", "published passage file (DPR psgs_w100 / CORA all_w100 .tsv) -> passages"),
     "mine": ("mine", "mine CLR-PT / MLQA-PT examples from an ingested corpus (Apache Beam)"),
     "build-fid": ("build_fid", "attach passages to mined records or questions: FiD example dirs"),
     "convert": ("convert", "import HF / T5X checkpoints, export to HF, verify parity"),

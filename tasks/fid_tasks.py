@@ -134,7 +134,7 @@ def fid_output_features(vocabulary: seqio.Vocabulary, stage1: bool = False) -> d
 
 def register_fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_files.FiDDirs], kind: str, *,
                       vocab_path: Optional[str] = None, vocabulary: Optional[seqio.Vocabulary] = None,
-                      splits: Sequence[str] = DEFAULT_SPLITS) -> seqio.Task:
+                      splits: Sequence[str] = DEFAULT_SPLITS, normalize_queries: bool = False) -> seqio.Task:
     """Registers (replacing a same-named one) a FiD task over FiD example directories.
 
     Args:
@@ -144,6 +144,8 @@ def register_fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_
       vocab_path: SentencePiece model (see tasks/vocab.py); ignored when `vocabulary` is given.
       vocabulary: a vocabulary object (tests).
       splits: the splits offered when `fid_dirs` is not a mapping.
+      normalize_queries: apply the release's query normalisation (`text_inputs.normalize_query`; gin macro
+        `NORMALIZE_QUERIES`).
 
     Returns:
       The task.
@@ -159,7 +161,8 @@ def register_fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_
     return seqio.TaskRegistry.add(
         name,
         source=source,
-        preprocessors=[functools.partial(preprocessors.fid_inputs, **spec.options),
+        preprocessors=[functools.partial(preprocessors.fid_inputs, **spec.options,
+                                         **({"normalize_queries": True} if normalize_queries else {})),
                        seqio.preprocessors.append_eos_after_trim],
         output_features=fid_output_features(vocabulary, stage1=spec.stage1),
         postprocess_fn=spec.postprocess_fn,
@@ -168,9 +171,9 @@ def register_fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_
 
 
 def fid_task(name: str, fid_dirs: fid_files.FiDDirs | Mapping[str, fid_files.FiDDirs], kind: str,
-             vocab_path: Optional[str] = None) -> str:
+             vocab_path: Optional[str] = None, normalize_queries: bool = False) -> str:
     """`register_fid_task` for gin: registers the task and returns its name (bind MIXTURE_OR_TASK_NAME to it)."""
-    register_fid_task(name, fid_dirs, kind, vocab_path=vocab_path)
+    register_fid_task(name, fid_dirs, kind, vocab_path=vocab_path, normalize_queries=normalize_queries)
     return name
 
 
@@ -182,7 +185,8 @@ def _per_language_dirs(template: fid_files.FiDDirs, lang: str) -> fid_files.FiDD
 
 def register_language_mixture(prefix: str, dirs_template: fid_files.FiDDirs, languages: Sequence[str], kind: str, *,
                               vocab_path: Optional[str] = None, vocabulary: Optional[seqio.Vocabulary] = None,
-                              splits: Sequence[str] = DEFAULT_SPLITS) -> seqio.Mixture:
+                              splits: Sequence[str] = DEFAULT_SPLITS,
+                              normalize_queries: bool = False) -> seqio.Mixture:
     """Registers one FiD task per language ("{prefix}_{lang}") and their mixture "{prefix}".
 
     Languages are mixed in proportion to their examples (seqio.mixing_rate_num_examples), as training on the
@@ -193,7 +197,7 @@ def register_language_mixture(prefix: str, dirs_template: fid_files.FiDDirs, lan
       dirs_template: directories containing "{lang}" (e.g. "/data/clr_pt_fid/{lang}").
       languages: the languages.
       kind: the task kind (see KINDS).
-      vocab_path / vocabulary / splits: as in `register_fid_task`.
+      vocab_path / vocabulary / splits / normalize_queries: as in `register_fid_task`.
 
     Returns:
       The mixture.
@@ -212,14 +216,16 @@ def register_language_mixture(prefix: str, dirs_template: fid_files.FiDDirs, lan
     names = []
     for lang in languages:
         task = register_fid_task(f"{prefix}_{lang}", _per_language_dirs(dirs_template, lang), kind,
-                                 vocab_path=vocab_path, vocabulary=vocabulary, splits=splits)
+                                 vocab_path=vocab_path, vocabulary=vocabulary, splits=splits,
+                                 normalize_queries=normalize_queries)
         names.append(task.name)
     seqio.MixtureRegistry.remove(prefix)
     return seqio.MixtureRegistry.add(prefix, names, default_rate=seqio.mixing_rate_num_examples)
 
 
 def fid_mixture(prefix: str, fid_dirs: fid_files.FiDDirs, languages: Sequence[str], kind: str,
-                vocab_path: Optional[str] = None) -> str:
+                vocab_path: Optional[str] = None, normalize_queries: bool = False) -> str:
     """`register_language_mixture` for gin: registers the tasks and mixture, returns the mixture name."""
-    register_language_mixture(prefix, fid_dirs, languages, kind, vocab_path=vocab_path)
+    register_language_mixture(prefix, fid_dirs, languages, kind, vocab_path=vocab_path,
+                              normalize_queries=normalize_queries)
     return prefix

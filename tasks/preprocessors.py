@@ -67,12 +67,17 @@ def _first_or_empty(strings: tf.Tensor) -> tf.Tensor:
 
 @seqio.map_over_dataset
 def query_inputs(example: Mapping[str, tf.Tensor], output_features: Mapping[str, seqio.Feature],
-                 sequence_length: Optional[Mapping[str, Any]] = None) -> dict[str, tf.Tensor]:
-    """Query-level record {id, lang, question, answers} -> + query_tokens, targets (the first answer)."""
+                 sequence_length: Optional[Mapping[str, Any]] = None,
+                 normalize_queries: bool = False) -> dict[str, tf.Tensor]:
+    """Query-level record {id, lang, question, answers} -> + query_tokens, targets (the first answer).
+
+    `normalize_queries` applies the release's query normalisation (`text_inputs.normalize_query`) first.
+    """
     vocabulary = output_features["query_tokens"].vocabulary
     answer = _first_or_empty(example["answers"])
     out = dict(example)
-    out["query_tokens"] = text_inputs.query_ids_tf(vocabulary, example["question"], _query_length(sequence_length))
+    out["query_tokens"] = text_inputs.query_ids_tf(vocabulary, example["question"], _query_length(sequence_length),
+                                                   normalize_queries)
     out["targets_pretokenized"] = answer
     out["targets"] = _answer_tokens(output_features["targets"].vocabulary, answer)
     return out
@@ -103,7 +108,7 @@ def _passage_tokens(vocabulary: seqio.Vocabulary, example: Mapping[str, tf.Tenso
 def fid_inputs(dataset: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],
                sequence_length: Optional[Mapping[str, Any]] = None, *, answer_source: str = "target",
                with_english_query: bool = False, with_teacher_scores: bool = False,
-               drop_source_passage: bool = False) -> tf.data.Dataset:
+               drop_source_passage: bool = False, normalize_queries: bool = False) -> tf.data.Dataset:
     """FiD record (see tasks/fid_files.py) -> query_tokens, passage_tokens, targets (+ stage-1 features).
 
     Args:
@@ -116,6 +121,8 @@ def fid_inputs(dataset: tf.data.Dataset, output_features: Mapping[str, seqio.Fea
       with_teacher_scores: also produce teacher_scores (stage 1).
       drop_source_passage: blank the slot holding the query's own source passage (MLQA-PT, as the paper's
         refresh drops it).
+      normalize_queries: normalise `question` as the release does (`text_inputs.normalize_query`) before
+        tokenising it. The parallel English cloze is left as it is: the release normalises non-English queries.
 
     Returns:
       The mapped dataset.
@@ -137,7 +144,7 @@ def fid_inputs(dataset: tf.data.Dataset, output_features: Mapping[str, seqio.Fea
             answer = tf.cond(tf.size(example["answers"]) > 0, lambda: example["answers"][0],
                              lambda: example["target"])
         out["query_tokens"] = text_inputs.query_ids_tf(vocabulary, example["question"],
-                                                       _query_length(sequence_length))
+                                                       _query_length(sequence_length), normalize_queries)
         out["passage_tokens"] = _passage_tokens(vocabulary, example, num_slots, passage_length,
                                                 drop_source_passage)
         out["targets_pretokenized"] = answer

@@ -6,6 +6,7 @@ leaves the work to the package that owns it. Modules, in pipeline order:
   common             logging, multi-process start-up, gin flags; the flags of commands that load a model
   make_demo_wiki     the generated demo wiki (class_jax.demo.world)
   ingest             Wikipedia dumps -> corpus (class_jax.corpus)
+  import_corpus      a published DPR / CORA passage file -> corpus passages (class_jax.corpus)
   mine               corpus -> CLR-PT / MLQA-PT data (class_jax.mining)
   build_fid          mined records or questions + passages -> FiD example directories (class_jax.fid)
   convert            checkpoint import / export / parity (class_jax.checkpoints)

@@ -69,7 +69,8 @@ def _check_arguments(args: argparse.Namespace) -> str:
 def _read_answer(model: CLASSModel, params: Any, partitioner: Any, vocabulary: Any, question: str,
                  passages: Sequence[PassageRecord], query_length: int, passage_length: int) -> str:
     """Decodes the answer from the question paired with each passage (FiD)."""
-    query_tokens = text_inputs.query_batch(vocabulary, [question], query_length)
+    query_tokens = text_inputs.query_batch(vocabulary, [question], query_length,
+                                           normalize=model.config.normalize_queries)
     passage_tokens = text_inputs.passage_batch(vocabulary, [p.title for p in passages], [p.text for p in passages],
                                                passage_length)[None]
     batch = {"query_tokens": query_tokens, "passage_tokens": passage_tokens}

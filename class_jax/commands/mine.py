@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no_title_mentions", action="store_true",
                        help="count only linked mentions, not unlinked titles of linked entities")
     group.add_argument("--max_masks_per_pair", type=int, default=rule.max_masks_per_pair)
+    group = parser.add_argument_group("MLQA-PT")
+    group.add_argument("--mlqa_pt_answer_lang", choices=mlqa_pt.ANSWER_LANGS, default=mlqa_pt.TARGET_ANSWERS,
+                       help="target: answers are the anchor texts; en: answers are the linked entities' English "
+                            "titles (the release's English-answer variant for XOR-Retrieve; anchors whose entity "
+                            "has no English article are dropped as no_english_article)")
     group = parser.add_argument_group("MLQA-PT question rewriting")
     group.add_argument("--rewriter", choices=("template", "http", "transformers", "none"), default="template",
                        help="template: offline rules; http: OpenAI-compatible server; transformers: local model; "
@@ -92,7 +97,8 @@ def config_from_args(args: argparse.Namespace) -> mining_pipeline.MiningConfig:
     return mining_pipeline.MiningConfig(
         corpus=args.corpus, out=args.out, langs=tuple(args.langs),
         stages=tuple(stage.strip() for stage in args.stages.split(",") if stage.strip()),
-        rule=rule, anchor=anchor, rewrite_filter=filters.RewriteFilterConfig(mask_token=args.mask_token),
+        rule=rule, anchor=anchor, mlqa_pt_answer_lang=args.mlqa_pt_answer_lang,
+        rewrite_filter=filters.RewriteFilterConfig(mask_token=args.mask_token),
         rewriter=mining_pipeline.RewriterSettings(
             kind=args.rewriter, model=args.rewriter_model, url=args.rewriter_url,
             api_key_env=args.rewriter_api_key_env or None, prompt_dir=args.prompt_dir,

@@ -18,4 +18,5 @@ Modules, in data-flow order:
   corpus_io          the on-disk corpus format (gzip JSONL shards, TSV tables), written atomically
   ingest             one language's dump -> corpus directory (resumable)
   ingest_links       langlinks / Wikidata -> entity table
+  import_corpus      a published passage file (DPR / CORA .tsv) -> passages of a corpus directory (resumable)
 """

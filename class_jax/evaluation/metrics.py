@@ -183,3 +183,14 @@ def mkqa_apple_f1(targets: Sequence[Mapping[str, Any]], predictions: Sequence[An
     macro, corrected_macro = mkqa_apple.macro_averages(per_language)
     metrics.update({name: _as_float(value) for name, value in {**macro, **corrected_macro}.items()})
     return metrics
+
+
+# The names each metric function returns, as fnmatch patterns ("*" stands for a language), so that a training run
+# can check before it starts that the dev metric it selects checkpoints by will exist (trainer/dev_selection.py).
+_ANSWER_METRIC_NAMES = ("f1", "em", "bleu", "f1_*", "em_*", "bleu_*", "corrected_f1", "corrected_em", "corrected_bleu",
+                        "corrected_f1_*", "corrected_em_*", "corrected_bleu_*")
+xor_retrieve_recall.metric_names = ("R@2kt", "R@5kt", "R@2kt_*", "R@5kt_*", "corrected_R@2kt", "corrected_R@5kt",
+                                    "corrected_R@2kt_*", "corrected_R@5kt_*")
+xor_full_f1_em_bleu.metric_names = _ANSWER_METRIC_NAMES
+mkqa_cora_f1.metric_names = _ANSWER_METRIC_NAMES
+xor_engspan_f1_em.metric_names = ("f1", "em", "f1_*", "em_*")

@@ -201,13 +201,20 @@ def write_mlqa_pt_fid_files(mined_root: str, retriever: Retriever, passages: Map
     Raises:
       UserError: a language without mined records, or a bad record (see `fid_examples_from_mlqa_pt`).
     """
+    # The records' `answer` is the target either way; English-answer data (`mine --mlqa_pt_answer_lang en`) says
+    # so in the mined manifest, and the FiD manifest repeats it for provenance.
+    mined = (dataset_io.read_json(dataset_io.join(mined_root, "manifest.json")) or {}).get("datasets", {})
+    answer_lang = mined.get("mlqa_pt", {}).get("answer_lang")
     manifests = {}
     for lang in languages:
         examples = fid_examples_from_mlqa_pt(_mined_records(mined_root, "mlqa_pt", lang), retriever, passages,
                                              num_passages)
+        metadata = {"source": dataset_io.join(mined_root, "mlqa_pt", lang)}
+        if answer_lang:
+            metadata["answer_lang"] = answer_lang
         manifests[lang] = fid_files.write_fid_examples(
             examples, out_template.format(lang=lang), num_shards, num_passages=num_passages, overwrite=overwrite,
-            metadata={"source": dataset_io.join(mined_root, "mlqa_pt", lang)})
+            metadata=metadata)
     return manifests
 
 

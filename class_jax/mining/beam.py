@@ -97,6 +97,34 @@ def entity_title_rows(record: dict, langs: Sequence[str]) -> Iterator[tuple[tupl
         yield (lang, title), (record["id"], titles)
 
 
+def english_title_rows(record: dict, langs: Sequence[str]) -> Iterator[tuple[tuple[str, str], str]]:
+    """((lang, title), English title) for each target-language title of an entity that has an English article."""
+    english = record["titles"].get("en")
+    if not english:
+        return
+    for lang, title in sorted(record["titles"].items()):
+        if lang in langs:
+            yield (lang, title), english
+
+
+def link_target_lookups(article) -> Iterator[tuple[tuple[str, str], PageKey]]:
+    """The link targets whose English titles an article needs (each once)."""
+    page = (article.lang, article.page_id)
+    for title in sorted({link.target for link in article.links}):
+        yield (article.lang, title), page
+
+
+def english_title_answers(element: tuple[tuple[str, str], dict]) -> Iterator[tuple[PageKey, tuple[str, str]]]:
+    """Turns a joined (lang, title) key into (page, (title, English title)) answers for the pages asking."""
+    (_, title), joined = element
+    # An entity table row per (lang, title) is the table's invariant; the smallest wins should one repeat.
+    english = sorted(joined["english"])
+    if not english:
+        return
+    for page in sorted(set(joined["lookup"])):
+        yield page, (title, english[0])
+
+
 def article_lookups(article) -> Iterator[tuple[tuple[str, str], PageKey]]:
     """The titles an article needs resolved: its own and every link target (each once)."""
     page = (article.lang, article.page_id)
@@ -188,19 +216,25 @@ def cloze_pair_key(record: dict) -> tuple[tuple[str, str, str], dict]:
 
 
 class AnchorClozeFn(beam.DoFn):
-    """(page, {article, passage}) -> MLQA-PT anchor clozes of that article, with their counts."""
+    """(page, {article, passage[, english]}) -> MLQA-PT anchor clozes of that article, with their counts.
 
-    def __init__(self, config: mlqa_pt.AnchorClozeConfig):
+    With English answers the group also holds "english": (link target, English title) pairs of the targets that
+    have an English article.
+    """
+
+    def __init__(self, config: mlqa_pt.AnchorClozeConfig, answer_lang: str = mlqa_pt.TARGET_ANSWERS):
         self._config = config
+        self._answer_lang = answer_lang
 
     def process(self, element: tuple[PageKey, dict]) -> Iterator[Any]:
         (lang, _), grouped = element
         articles = list(grouped["article"])
         if not articles:
             return
-        extractor = mlqa_pt.AnchorClozeExtractor(self._config)
+        extractor = mlqa_pt.AnchorClozeExtractor(self._config, self._answer_lang)
         passages = sorted(grouped["passage"], key=lambda p: p.passage_id)
-        for cloze in extractor.extract(articles[0], passages):
+        english_titles = dict(sorted(grouped.get("english", ())))
+        for cloze in extractor.extract(articles[0], passages, english_titles):
             yield cloze.to_dict()
         for name, n in sorted(extractor.counts.items()):
             yield count("mlqa_pt", lang, name, n)
@@ -246,27 +280,34 @@ def _empty_shards(lang: str, sizes: dict, records_per_shard: int) -> Iterator[tu
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, out_root: str, dataset: str, records_per_shard: int):
+    def __init__(self, out_root: str, dataset: str, records_per_shard: int, features: dict | None = None):
         self._out_root = out_root
         self._dataset = dataset
         self._records_per_shard = records_per_shard
+        self._features = features
 
     def process(self, element: tuple[tuple[str, int], Iterable[dict | None]], sizes: dict) -> Iterator[dict]:
         (lang, index), values = element
         records = [value for value in values if value is not None]
         shards = dataset_io.num_shards(sizes.get(lang, 0), self._records_per_shard)
-        yield from dataset_io.write_shard(self._out_root, self._dataset, lang, index, shards, records)
+        yield from dataset_io.write_shard(self._out_root, self._dataset, lang, index, shards, records,
+                                          self._features)
 
 
 class WriteShardedRecords(beam.PTransform):
-    """Writes records (dicts with "lang" and "qid") as deterministic per-language shards; outputs file infos."""
+    """Writes records (dicts with "lang" and "qid") as deterministic per-language shards; outputs file infos.
 
-    def __init__(self, out_root: str, dataset: str, langs: Sequence[str], records_per_shard: int):
+    `features` overrides the dataset's TFRecord features (dataset_io.features_of).
+    """
+
+    def __init__(self, out_root: str, dataset: str, langs: Sequence[str], records_per_shard: int,
+                 features: dict | None = None):
         super().__init__()
         self._out_root = out_root
         self._dataset = dataset
         self._langs = sorted(langs)
         self._records_per_shard = records_per_shard
+        self._features = features
 
     def expand(self, records):
         sizes = beam.pvalue.AsDict(records | "Langs" >> beam.Map(lambda record: record["lang"])
@@ -276,8 +317,8 @@ class WriteShardedRecords(beam.PTransform):
         empty = (records.pipeline | "AllLangs" >> beam.Create(self._langs)
                  | "AllShards" >> beam.FlatMap(_empty_shards, sizes, self._records_per_shard))
         return ((keyed, empty) | "Both" >> beam.Flatten() | "ByShard" >> beam.GroupByKey()
-                | "Write" >> beam.ParDo(_WriteShardFn(self._out_root, self._dataset, self._records_per_shard),
-                                        sizes))
+                | "Write" >> beam.ParDo(_WriteShardFn(self._out_root, self._dataset, self._records_per_shard,
+                                                      self._features), sizes))
 
 
 def write_json(value: Any, path: str) -> None:
@@ -342,19 +383,34 @@ def build_clr_pt(pipeline: beam.Pipeline, corpus: stages.CorpusFiles, langs: Seq
 
 
 def build_mlqa_pt(pipeline: beam.Pipeline, corpus: stages.CorpusFiles, langs: Sequence[str],
-                  config: mlqa_pt.AnchorClozeConfig, out_root: str, work_dir: str, records_per_shard: int) -> None:
-    """Adds the MLQA-PT anchor-cloze stage to a pipeline."""
+                  config: mlqa_pt.AnchorClozeConfig, out_root: str, work_dir: str, records_per_shard: int,
+                  answer_lang: str = mlqa_pt.TARGET_ANSWERS) -> None:
+    """Adds the MLQA-PT anchor-cloze stage to a pipeline.
+
+    With English answers (`answer_lang="en"`) each link target is also joined to its entity's English title, by
+    the same shuffle on (lang, title) as CLR-PT's join; the default graph reads no entity table, so its output
+    stays what it was.
+    """
     articles = read_corpus(pipeline, "Articles", "articles", "mlqa_pt", corpus.files("articles", langs))
     passages = read_corpus(pipeline, "Passages", "passages", "mlqa_pt", corpus.files("passages", langs))
-    clozes = ({"article": articles.records | "ArticleKey" >> beam.Map(article_key),
+    grouped = {"article": articles.records | "ArticleKey" >> beam.Map(article_key),
                "passage": passages.records | "PassageKey" >> beam.Map(passage_key)}
-              | "ByPage" >> beam.CoGroupByKey()
-              | "Clozes" >> beam.ParDo(AnchorClozeFn(config)).with_outputs(
+    counts, bad = [articles.counts, passages.counts], [articles.bad, passages.bad]
+    if answer_lang == mlqa_pt.ENGLISH_ANSWERS:
+        entities = read_corpus(pipeline, "Entities", "entities", "mlqa_pt", [("en", corpus.entities)])
+        english = entities.records | "EnglishTitles" >> beam.FlatMap(english_title_rows, list(langs))
+        lookups = articles.records | "TargetLookups" >> beam.FlatMap(link_target_lookups)
+        grouped["english"] = ({"english": english, "lookup": lookups} | "JoinEnglish" >> beam.CoGroupByKey()
+                              | "EnglishAnswers" >> beam.FlatMap(english_title_answers))
+        counts.append(entities.counts)
+        bad.append(entities.bad)
+    clozes = (grouped | "ByPage" >> beam.CoGroupByKey()
+              | "Clozes" >> beam.ParDo(AnchorClozeFn(config, answer_lang)).with_outputs(
                   COUNTS, main="records"))
     files = clozes.records | "Write" >> WriteShardedRecords(
-        out_root, "mlqa_pt_clozes", langs, records_per_shard)
-    write_summaries(work_dir, [articles.counts, passages.counts, clozes.counts],
-                                [articles.bad, passages.bad], files)
+        out_root, "mlqa_pt_clozes", langs, records_per_shard,
+        dataset_io.features_of("mlqa_pt_clozes", answer_lang))
+    write_summaries(work_dir, counts + [clozes.counts], bad, files)
 
 
 def _read_clr_pt_file(element: tuple[str, str]) -> Iterator[dict]:

@@ -37,6 +37,12 @@ MLQA_PT_CLOZE_FEATURES: dict[str, str] = {
     "source_title": "bytes", "source_page_id": "int", "source_passage_id": "bytes",
 }
 MLQA_PT_FEATURES: dict[str, str] = {**MLQA_PT_CLOZE_FEATURES, "question": "bytes"}
+# Added to both MLQA-PT datasets when they were mined with English answers (`class-jax mine
+# --mlqa_pt_answer_lang en`): `answer` is then the English title, and these say what the cloze masks.
+MLQA_PT_ENGLISH_ANSWER_FEATURES: dict[str, str] = {
+    "target_answer": "bytes", "english_title": "bytes", "answer_lang": "bytes",
+}
+ENGLISH_ANSWER_DATASETS = ("mlqa_pt_clozes", "mlqa_pt")
 
 # Dataset name -> its features. The dataset name is also its output folder.
 FEATURES: dict[str, dict[str, str]] = {
@@ -46,6 +52,15 @@ FEATURES: dict[str, dict[str, str]] = {
     "mlqa_pt": MLQA_PT_FEATURES,
 }
 _FEATURE_TYPES = ("bytes", "int", "float", "bytes_list", "float_list")
+
+
+def features_of(dataset: str, answer_lang: str | None = None) -> dict[str, str]:
+    """The features of a dataset as mined: FEATURES[dataset], plus the English-answer fields for the MLQA-PT
+    datasets when `answer_lang` is "en" (the manifest's `datasets.<dataset>.answer_lang`; None or "target": the
+    default records)."""
+    if answer_lang == "en" and dataset in ENGLISH_ANSWER_DATASETS:
+        return {**FEATURES[dataset], **MLQA_PT_ENGLISH_ANSWER_FEATURES}
+    return FEATURES[dataset]
 
 
 def _gfile():
@@ -111,12 +126,16 @@ def to_example_bytes(record: Mapping[str, Any], features: Mapping[str, str]) -> 
     return example.SerializeToString(deterministic=True)
 
 
-def feature_description(dataset: str) -> dict:
-    """The tf.io feature description of a dataset, for `seqio.TFExampleDataSource(feature_description=...)`."""
+def feature_description(dataset: str, answer_lang: str | None = None) -> dict:
+    """The tf.io feature description of a dataset, for `seqio.TFExampleDataSource(feature_description=...)`.
+
+    `answer_lang` as in `features_of`; the default description also reads English-answer files (extra features
+    are ignored).
+    """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     description = {}
-    for name, kind in FEATURES[dataset].items():
+    for name, kind in features_of(dataset, answer_lang).items():
         if kind == "bytes":
             description[name] = tf.io.FixedLenFeature([], tf.string)
         elif kind == "int":
@@ -157,7 +176,7 @@ def _write_atomically(path: str, write: Any) -> None:
 
 
 def write_shard(out_root: str, dataset: str, lang: str, index: int, shards: int,
-                records: Iterable[Mapping[str, Any]]) -> list[dict]:
+                records: Iterable[Mapping[str, Any]], features: Mapping[str, str] | None = None) -> list[dict]:
     """Writes one shard (TFRecord and JSONL), records sorted by qid.
 
     Args:
@@ -167,6 +186,7 @@ def write_shard(out_root: str, dataset: str, lang: str, index: int, shards: int,
       index: the shard index.
       shards: the number of shards of this language.
       records: the shard's records (any order).
+      features: the TFRecord features (default FEATURES[dataset]; see `features_of`).
 
     Returns:
       File infos {"path" (relative to out_root), "records", "bytes", "sha256"} of the two files.
@@ -176,7 +196,7 @@ def write_shard(out_root: str, dataset: str, lang: str, index: int, shards: int,
     ordered = sorted(records, key=lambda record: record["qid"])
     stem = shard_stem(dataset, lang, index, shards)
     _gfile().makedirs(join(out_root, posixpath.dirname(stem)))
-    features = FEATURES[dataset]
+    features = FEATURES[dataset] if features is None else features
 
     def write_tfrecord(path: str) -> None:
         with tf.io.TFRecordWriter(path) as writer:

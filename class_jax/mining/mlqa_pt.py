@@ -6,6 +6,10 @@ Every hyperlink anchor is an answer candidate. The sentence holding it, with the
 becomes a cloze query; the link target names the answer entity. The cloze is later rewritten into a natural
 question (rewrite.py). Every link ends in exactly one outcome, "kept" or one counted drop reason, so a run can
 say where its candidates went.
+
+The answer is the anchor text by default. With English answers (`answer_lang="en"`, the release's
+`mss.ICL.query.en.anchor` for XOR-Retrieve) it is the linked entity's English title without disambiguator, and
+anchors whose entity has no English article are dropped (docs/data_formats.md, "MLQA-PT answers").
 """
 
 import collections
@@ -14,13 +18,20 @@ import hashlib
 import math
 import re
 import unicodedata
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from class_jax.corpus import language_scripts
 from class_jax.corpus import sentences
 from class_jax.corpus.types import Article, Link, Passage
 
 RELEASED_MASK_TOKEN = "_X_"
+
+# What `AnchorCloze.answer` is: the anchor text in the article's language (the default), or the English name of
+# the linked entity (the release's `mss.ICL.query.en.anchor`, stage 2 of the XOR-Retrieve pipeline, whose
+# passages and gold answers are English).
+TARGET_ANSWERS = "target"
+ENGLISH_ANSWERS = "en"
+ANSWER_LANGS = (TARGET_ANSWERS, ENGLISH_ANSWERS)
 
 # Month names (lower-case, with the genitive/partitive forms dates use) for the date-answer filter.
 _MONTH_WORDS = frozenset("""
@@ -43,6 +54,8 @@ _DISAMBIGUATOR = re.compile(r"\s*\([^)]*\)\s*$")
 _CJK_DATE_PATTERN = re.compile(r"^\d{1,4}\s*[年년]\s*(?:\d{1,2}\s*[月월])?\s*(?:\d{1,2}\s*[日일])?$|"
                                r"^\d{1,2}\s*[月월]\s*(?:\d{1,2}\s*[日일])?$")
 _NUMERIC_DATE_PATTERN = re.compile(r"^\d{1,4}[-./]\d{1,2}[-./]\d{1,4}$")
+# Letters and digits of the Latin script: the word characters an English name must not touch to count as a mention.
+_LATIN_WORD_CHAR = "0-9a-z\u00aa\u00b5\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +112,9 @@ class AnchorCloze:
       source_title: title of the article the sentence comes from.
       source_page_id: page id of that article.
       source_passage_id: id of the passage holding the anchor when passages were given, else None.
+      target_answer: English answers only: the anchor text (what the cloze masks); None otherwise.
+      english_title: English answers only: the linked entity's English page title, disambiguator included.
+      answer_lang: "en" for English answers; None for anchor-text answers (the default records).
     """
 
     qid: str
@@ -109,9 +125,17 @@ class AnchorCloze:
     source_title: str
     source_page_id: int
     source_passage_id: str | None = None
+    target_answer: str | None = None
+    english_title: str | None = None
+    answer_lang: str | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        record = dataclasses.asdict(self)
+        if self.answer_lang is None:
+            # Default records keep exactly their historical keys, so their JSONL bytes do not change.
+            for name in ("target_answer", "english_title", "answer_lang"):
+                del record[name]
+        return record
 
 
 def normalize_for_match(text: str) -> str:
@@ -139,6 +163,36 @@ def contains_phrase(text: str, phrase: str, lang: str) -> int:
     if lang in language_scripts.UNSPACED_LANGS:
         return haystack.count(needle)
     return len(re.findall(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", haystack))
+
+
+def contains_english_phrase(text: str, phrase: str) -> int:
+    """How often an English (Latin-script) `phrase` occurs in `text` of any language, after normalisation.
+
+    A match must not touch other Latin letters or digits, but may touch letters of other scripts: "NHKの" mentions
+    "NHK" and "東京 (Tokyo)" mentions "Tokyo", where `contains_phrase` with a CJK language would match inside
+    Latin words and with a spaced language would miss the first.
+
+    Args:
+      text: text to search.
+      phrase: the English phrase.
+
+    Returns:
+      The number of non-overlapping occurrences (0 for an empty phrase).
+    """
+    needle = normalize_for_match(phrase)
+    if not needle:
+        return 0
+    pattern = rf"(?<![{_LATIN_WORD_CHAR}]){re.escape(needle)}(?![{_LATIN_WORD_CHAR}])"
+    return len(re.findall(pattern, normalize_for_match(text)))
+
+
+def english_answer(english_title: str) -> str:
+    """The answer string for an entity's English page title: the title without a trailing disambiguator.
+
+    "Mercury (planet)" -> "Mercury", as the release's English anchor answers and XOR-Retrieve's answer spans read.
+    A title that is only a parenthesis is kept whole.
+    """
+    return _DISAMBIGUATOR.sub("", english_title).strip() or english_title.strip()
 
 
 def answer_kind(answer: str) -> str:
@@ -234,16 +288,26 @@ class _PassageLocator:
 class AnchorClozeExtractor:
     """Turns articles into anchor clozes and counts what happens to every link.
 
+    With English answers (`answer_lang="en"`), an anchor is kept only when its link target has an English article
+    (the `english_titles` given to `extract`); its answer is then that article's title without disambiguator,
+    and the anchor text moves to `target_answer`. The English checks come after every other one, so
+    "dropped/no_english_article" and "dropped/english_answer_in_cloze" count exactly the anchors the default mode
+    keeps and this one does not.
+
     Attributes:
       config: the extraction settings.
+      answer_lang: "target" (answers are anchor texts) or "en" (answers are English titles).
       counts: Counter with "articles", "links", "kept", "passage_not_found", "skipped_article/<why>" and
         "dropped/<reason>" keys, accumulated over every `extract` call.
     """
 
-    def __init__(self, config: AnchorClozeConfig | None = None):
+    def __init__(self, config: AnchorClozeConfig | None = None, answer_lang: str = TARGET_ANSWERS):
         self.config = config or AnchorClozeConfig()
         if not self.config.mask_token.strip():
             raise ValueError("mask_token must not be blank")
+        if answer_lang not in ANSWER_LANGS:
+            raise ValueError(f"answer_lang {answer_lang!r}: choose one of {', '.join(ANSWER_LANGS)}")
+        self.answer_lang = answer_lang
         self.counts: collections.Counter[str] = collections.Counter()
 
     def _length_bounds(self, lang: str) -> tuple[int, int, int]:
@@ -257,8 +321,9 @@ class AnchorClozeExtractor:
         return (math.floor(config.min_sentence_words * per_word), math.ceil(config.max_sentence_words * per_word),
                 config.max_answer_words)
 
-    def _drop_reason(self, article: Article, link: Link, sentence: str, cloze: str) -> str | None:
-        """The reason to drop one anchor of one sentence, or None to keep it."""
+    def _drop_reason(self, article: Article, link: Link, sentence: str, cloze: str,
+                     english: str | None) -> str | None:
+        """The reason to drop one anchor of one sentence, or None to keep it (`english`: its English answer)."""
         config = self.config
         answer = link.anchor.strip()
         min_context, max_context, max_answer = self._length_bounds(article.lang)
@@ -288,14 +353,23 @@ class AnchorClozeExtractor:
         title = _DISAMBIGUATOR.sub("", link.target)
         if contains_phrase(cloze.replace(config.mask_token, " "), title, article.lang):
             return "answer_title_in_cloze"
+        if self.answer_lang == ENGLISH_ANSWERS:
+            if english is None:
+                return "no_english_article"
+            # "東京 (Tokyo)": a sentence giving the English name beside the anchor answers its own question.
+            if contains_english_phrase(cloze.replace(config.mask_token, " "), english):
+                return "english_answer_in_cloze"
         return None
 
-    def extract(self, article: Article, passages: Sequence[Passage] | None = None) -> list[AnchorCloze]:
+    def extract(self, article: Article, passages: Sequence[Passage] | None = None,
+                english_titles: Mapping[str, str] | None = None) -> list[AnchorCloze]:
         """Makes the anchor clozes of one article.
 
         Args:
           article: a target-language article with its links.
           passages: the article's passages; when given, each example names the passage holding its anchor.
+          english_titles: English answers only: link target -> the English title of its entity, for the targets
+            that have one (a target missing here has no English article).
 
         Returns:
           The kept clozes, in text order.
@@ -317,7 +391,8 @@ class AnchorClozeExtractor:
             self.counts["links"] += 1
             while span_index < len(spans) and spans[span_index][1] <= link.start:
                 span_index += 1
-            reason, example = self._extract_link(article, link, spans, span_index, per_sentence, seen, locator)
+            reason, example = self._extract_link(article, link, spans, span_index, per_sentence, seen, locator,
+                                                 english_titles or {})
             if example is None:
                 self.counts[f"dropped/{reason}"] += 1
                 continue
@@ -326,8 +401,8 @@ class AnchorClozeExtractor:
         return examples
 
     def _extract_link(self, article: Article, link: Link, spans: list[tuple[int, int]], span_index: int,
-                      per_sentence: collections.Counter, seen: set, locator: _PassageLocator | None
-                      ) -> tuple[str | None, AnchorCloze | None]:
+                      per_sentence: collections.Counter, seen: set, locator: _PassageLocator | None,
+                      english_titles: Mapping[str, str]) -> tuple[str | None, AnchorCloze | None]:
         if not (0 <= link.start < link.end <= len(article.text)) or article.text[link.start:link.end] != link.anchor:
             return "bad_link_span", None
         if span_index >= len(spans) or not (spans[span_index][0] <= link.start and link.end <= spans[span_index][1]):
@@ -338,7 +413,9 @@ class AnchorClozeExtractor:
         answer = link.anchor.strip()
         local_start = link.start - sentence_start + (len(link.anchor) - len(link.anchor.lstrip()))
         cloze = sentence[:local_start] + self.config.mask_token + sentence[local_start + len(answer):]
-        reason = self._drop_reason(article, link, sentence, cloze)
+        english_title = english_titles.get(link.target) if self.answer_lang == ENGLISH_ANSWERS else None
+        english = english_answer(english_title) if english_title else None
+        reason = self._drop_reason(article, link, sentence, cloze, english)
         if reason:
             return reason, None
         if (cloze, answer) in seen:
@@ -353,10 +430,14 @@ class AnchorClozeExtractor:
             passage_id = locator.locate(link)
             if passage_id is None:
                 self.counts["passage_not_found"] += 1
-        return None, AnchorCloze(
-            qid=make_qid(article.lang, article.page_id, link.start, link.end, answer), lang=article.lang,
-            cloze=cloze, answer=answer, answer_title=link.target, source_title=article.title,
-            source_page_id=article.page_id, source_passage_id=passage_id)
+        # The qid hashes the anchor in both modes, so a record of either mode names the same cloze.
+        qid = make_qid(article.lang, article.page_id, link.start, link.end, answer)
+        common = dict(qid=qid, lang=article.lang, cloze=cloze, answer_title=link.target, source_title=article.title,
+                      source_page_id=article.page_id, source_passage_id=passage_id)
+        if english is None:
+            return None, AnchorCloze(answer=answer, **common)
+        return None, AnchorCloze(answer=english, target_answer=answer, english_title=english_title,
+                                 answer_lang=ENGLISH_ANSWERS, **common)
 
     def report(self) -> dict:
         """Counts so far as a plain dict: totals plus {"dropped": {reason: n}, "skipped_article": {why: n}}."""

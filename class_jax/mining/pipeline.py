@@ -86,6 +86,8 @@ class MiningConfig:
       stages: stages to run, a subset of STAGES.
       rule: the CLR-PT parallel rule.
       anchor: the MLQA-PT anchor-cloze settings.
+      mlqa_pt_answer_lang: "target" (answers are the anchor texts) or "en" (answers are the linked entities'
+        English titles, for the XOR-Retrieve pipeline; anchors whose entity has no English article are dropped).
       rewrite_filter: checks on rewritten questions.
       rewriter: the question rewriter.
       teacher: the teacher settings.
@@ -105,6 +107,7 @@ class MiningConfig:
     stages: tuple[str, ...] = STAGES
     rule: clr_pt_rule.ParallelRuleConfig = clr_pt_rule.ParallelRuleConfig()
     anchor: mlqa_pt.AnchorClozeConfig = mlqa_pt.AnchorClozeConfig()
+    mlqa_pt_answer_lang: str = mlqa_pt.TARGET_ANSWERS
     rewrite_filter: filters.RewriteFilterConfig = filters.RewriteFilterConfig()
     rewriter: RewriterSettings = RewriterSettings()
     teacher: TeacherSettings = TeacherSettings()
@@ -204,16 +207,22 @@ class _Run:
         return {**self.common_settings(), "corpus": self.corpus_reference, "rule": config.rule.to_json(),
                 "audit_sample": config.audit_sample}
 
+    def answer_lang_settings(self) -> dict:
+        # Named only when not the default: default-mode fingerprints and manifests stay what they were, so earlier
+        # outputs are still reused, while an English-answer run never reuses target-answer outputs or vice versa.
+        answer_lang = self.config.mlqa_pt_answer_lang
+        return {} if answer_lang == mlqa_pt.TARGET_ANSWERS else {"answer_lang": answer_lang}
+
     def mlqa_pt_settings(self, sections: dict) -> dict:
         del sections
         return {**self.common_settings(), "corpus": self.corpus_reference,
-                "anchor": dataclasses.asdict(self.config.anchor)}
+                "anchor": dataclasses.asdict(self.config.anchor), **self.answer_lang_settings()}
 
     def questions_settings(self, sections: dict) -> dict:
         config = self.config
         return {"langs": list(config.langs), "clozes": _digest(sections["mlqa_pt"]["files"]),
                 "rewriter": mining_stages.rewriter_fingerprint(config.rewriter),
-                "filter": dataclasses.asdict(config.rewrite_filter)}
+                "filter": dataclasses.asdict(config.rewrite_filter), **self.answer_lang_settings()}
 
     def teacher_settings(self, sections: dict) -> dict:
         return {**self.common_settings(), "clr_pt": _digest(sections["clr_pt"]["files"]),
@@ -251,7 +260,8 @@ class _Run:
         del sections
         config, out = self.config, self.out
         return self.run_beam("mlqa_pt", lambda p, work: _graphs().build_mlqa_pt(
-            p, self.corpus, config.langs, config.anchor, out, work, config.records_per_shard))
+            p, self.corpus, config.langs, config.anchor, out, work, config.records_per_shard,
+            config.mlqa_pt_answer_lang))
 
     def mine_questions(self, sections: dict) -> dict:
         return self.rewrite(sections["mlqa_pt"])
@@ -295,7 +305,8 @@ class _Run:
                 reports, files = mining_stages.rewrite_questions(
                     self.out, config.langs, rewriter, cache, config.rewrite_filter, config.rewriter.batch_size,
                     config.progress, total=sum(info["records"] for info in clozes["files"]
-                                               if info["path"].endswith(".jsonl")))
+                                               if info["path"].endswith(".jsonl")),
+                    answer_lang=clozes["settings"].get("answer_lang"))
         finally:
             rewriter.close()
         return {"counts": reports, "rewriter": rewriter.config(), "files": files,
@@ -362,11 +373,15 @@ class _Run:
         datasets = {}
         for step, section in finished.items():
             dataset = STEPS_BY_NAME[step].dataset
+            answer_lang = section["settings"].get("answer_lang")
             datasets[dataset] = {
-                "features": dataset_io.FEATURES[dataset],
+                "features": dataset_io.features_of(dataset, answer_lang),
                 # Relative to OUT, so that the manifest does not change when the folder moves.
                 "tfrecord_patterns": {lang: f"{dataset}/{lang}/{dataset}-{lang}-*.tfrecord"
                                       for lang in section["settings"]["langs"]}}
+            if answer_lang:
+                # Absent means anchor-text answers (every output older than this option reads so).
+                datasets[dataset]["answer_lang"] = answer_lang
         manifest = {
             "format_version": FORMAT_VERSION, "languages": list(self.config.langs), "corpus": self.corpus_reference,
             "stages": finished, "datasets": datasets,
@@ -469,5 +484,8 @@ def run_mining(config: MiningConfig, rewriter_factory: Callable[[], rewrite.Rewr
         raise UserError(f"--records_per_shard must be positive, got {config.records_per_shard}")
     if config.audit_sample < 0:
         raise UserError(f"--audit_sample must not be negative, got {config.audit_sample}")
+    if config.mlqa_pt_answer_lang not in mlqa_pt.ANSWER_LANGS:
+        raise UserError(f"--mlqa_pt_answer_lang {config.mlqa_pt_answer_lang!r}: choose one of "
+                        f"{', '.join(mlqa_pt.ANSWER_LANGS)}")
     return _Run(config, rewriter_factory).run()
 

@@ -4,6 +4,7 @@ The stages (the Beam graphs are in mining_beam.py):
 
   clr_pt     (Beam)   English + target articles -> entity join -> parallel cloze pairs  -> OUT/clr_pt
   mlqa_pt    (Beam)   target articles + passages -> anchor clozes                      -> OUT/mlqa_pt_clozes
+                      (+ entity table -> English answers, with --mlqa_pt_answer_lang en)
              (driver) anchor clozes -> rewritten questions (cached, batched)           -> OUT/mlqa_pt
   teacher    (driver) English passages -> BM25 index                                   -> OUT/.work (temporary)
              (Beam)   CLR-PT records -> teacher top-k English passages                 -> OUT/clr_pt_teacher
@@ -176,7 +177,8 @@ def _shard_count(path: str) -> tuple[int, int]:
 
 def rewrite_questions(out_root: str, langs: Sequence[str], rewriter: rewrite.Rewriter,
                       cache: rewrite_cache.RewriteCache | None, filter_config: filters.RewriteFilterConfig,
-                      batch_size: int, progress: bool, total: int | None = None) -> tuple[dict, list[dict]]:
+                      batch_size: int, progress: bool, total: int | None = None,
+                      answer_lang: str | None = None) -> tuple[dict, list[dict]]:
     """Rewrites the anchor clozes into questions, shard by shard, outside Beam (see the module docstring).
 
     Each output shard keeps its input shard's index and shard count, and its records' qid order.
@@ -190,6 +192,8 @@ def rewrite_questions(out_root: str, langs: Sequence[str], rewriter: rewrite.Rew
       batch_size: records per rewriter call.
       progress: show a progress bar.
       total: the number of clozes, for the progress bar.
+      answer_lang: the clozes' answer language as the mlqa_pt step's settings name it ("en", or None for anchor
+        texts); English-answer records keep their extra fields in the TFRecords too.
 
     Returns:
       (per-language rewrite reports, file infos of the written shards).
@@ -197,6 +201,7 @@ def rewrite_questions(out_root: str, langs: Sequence[str], rewriter: rewrite.Rew
     import tqdm  # pylint: disable=import-outside-toplevel
 
     reports = {lang: rewrite.RewriteReport() for lang in langs}
+    features = dataset_io.features_of("mlqa_pt", answer_lang)
     files = []
     with tqdm.tqdm(total=total, desc="rewriting clozes into questions", unit="cloze", disable=not progress) as bar:
 
@@ -211,7 +216,7 @@ def rewrite_questions(out_root: str, langs: Sequence[str], rewriter: rewrite.Rew
                 questions = list(rewrite.rewrite_records(
                     counted(path), rewriter, cache=cache, filter_config=filter_config, report=reports[lang],
                     batch_size=batch_size))
-                files += dataset_io.write_shard(out_root, "mlqa_pt", lang, index, shards, questions)
+                files += dataset_io.write_shard(out_root, "mlqa_pt", lang, index, shards, questions, features)
                 bar.set_postfix(lang=lang, kept=sum(report.kept for report in reports.values()))
     summaries = {lang: report.as_dict() for lang, report in reports.items()}
     return summaries, sorted(files, key=lambda info: info["path"])

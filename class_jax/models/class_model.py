@@ -104,6 +104,11 @@ class CLASSModel(BaseModel):
         self.eos_id = eos_id
         self.token_chunk_size = token_chunk_size
 
+    def with_config(self, config: ModelConfig) -> "CLASSModel":
+        """The same model (losses, decoding settings) over another ModelConfig with the same parameter layout."""
+        return CLASSModel(config, self.loss_config, self.max_decode_length, self.num_beams, self.eos_id,
+                          self.token_chunk_size)
+
     @property
     def FEATURE_CONVERTER_CLS(self) -> type:  # pylint: disable=invalid-name  (T5X's name for it)
         """The SeqIO converter of task features into this model's batch; imported on use (it pulls in TensorFlow)."""

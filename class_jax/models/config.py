@@ -3,6 +3,9 @@
 import dataclasses
 from typing import Optional
 
+# The (query, passage) pair layouts of layers [B, L): see ModelConfig.pair_layout.
+PAIR_LAYOUTS = ("slot", "packed")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -53,6 +56,15 @@ class ModelConfig:
         the similarity of its pooled representation to the query's; the released code draws the two
         independently, which makes a fresh retriever's scores noise. Only matters where the projections are
         initialised rather than loaded.
+      pair_layout: where the passage sits in a (query, passage) pair in layers [B, L), which sets the query <->
+        passage relative positions there: "slot" (the passage starts at the query slot length Lq whatever the
+        query's length) or "packed" (the passage starts right after the query's last real token, as the released
+        CLASS code packs a pair; the default of imported released checkpoints). Tensors keep the slot layout
+        either way, and the retrieval vectors (read below B) are the same.
+      normalize_queries: the checkpoint was trained on queries normalised by `tasks.text_inputs.normalize_query`
+        (the release's `normalize_text.normalize`); query encoding for retrieval (`retrieve`, `ask`, refresh)
+        applies it. SeqIO tasks take the gin macro `NORMALIZE_QUERIES` instead, since they tokenise before a
+        model is known. True for imported released checkpoints.
     """
 
     vocab_size: int = 250112
@@ -79,6 +91,8 @@ class ModelConfig:
     token_score_length_norm: bool = False
     retrieval_target_dropout: bool = False
     identical_projection_init: bool = False
+    pair_layout: str = "slot"
+    normalize_queries: bool = False
 
     @property
     def retriever_layer_index(self) -> int:
@@ -116,5 +130,7 @@ class ModelConfig:
         if self.attention_kernel == "cudnn" and self.dtype != "bfloat16":
             raise ValueError("attention_kernel='cudnn' needs dtype='bfloat16' (cuDNN's fused attention has no "
                              "float32 kernel)")
+        if self.pair_layout not in PAIR_LAYOUTS:
+            raise ValueError(f"pair_layout={self.pair_layout!r}: expected one of {', '.join(map(repr, PAIR_LAYOUTS))}")
         if len(self.mlp_activations) < 1:
             raise ValueError("mlp_activations must name at least one activation")

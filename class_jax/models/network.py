@@ -5,6 +5,11 @@ inside each slot are masked). Encoder layers [0, B) see the query and the passag
 block-diagonal attention of the paper), so the query is encoded once per question, not once per passage, and a
 passage encoded alone for the index gets exactly the vector it gets inside a pair. Layers [B, L) see the whole
 pair. The reader's decoder cross-attends over all k pairs of a question (k * (Lq + Lp) positions).
+
+`ModelConfig.pair_layout` "packed" keeps these tensors but gives layers [B, L) the relative positions of the
+released code's packed pair (the passage right after the query's last real token, pads after the passage): passage
+token j sits at position n + j, n the query's real length, instead of Lq + j. Pads are masked keys in both layouts
+and cross-attention has no position bias, so this is the packed layout's computation.
 """
 
 from typing import Optional
@@ -100,13 +105,46 @@ class Encoder(nn.Module):
         positions = np.arange(length)
         return self.relpos_bias(positions, positions)[None] + layers.key_padding_bias(valid)
 
+    def _packed_pair_bias(self, query_valid: Array, pair_valid: Array, num_passages: int,
+                          passage_len: int) -> Array:
+        """The attention bias of layers [B, L) for pairs held in the slot layout but positioned as packed.
+
+        Query token i keeps position i and passage token j gets n + j, where n is its query's number of real
+        tokens (real tokens come first in the slot). Query pads keep i: they are masked keys and their outputs are
+        never read. The bias is built once per question and shared by its k pairs.
+
+        Args:
+          query_valid: [batch, Lq] bool.
+          pair_valid: [batch * k, Lq + Lp] bool, the keys' validity.
+          num_passages: k.
+          passage_len: Lp.
+
+        Returns:
+          [batch * k, heads, Lq + Lp, Lq + Lp] float32.
+        """
+        batch, query_len = query_valid.shape
+        length = query_len + passage_len
+        query_real = jnp.sum(query_valid, axis=-1, dtype=jnp.int32)
+        positions = jnp.concatenate(
+            [jnp.broadcast_to(jnp.arange(query_len, dtype=jnp.int32), (batch, query_len)),
+             query_real[:, None] + jnp.arange(passage_len, dtype=jnp.int32)[None]], axis=1)
+        # The bias of every relative position in (-length, length), through the same table and bucket function
+        # as the static layout (key position minus a query at 0), then gathered per question.
+        relative = np.arange(-(length - 1), length)
+        by_relative = self.relpos_bias(np.zeros(1, np.int64), relative)[:, 0]  # [heads, 2 * length - 1]
+        offsets = positions[:, None, :] - positions[:, :, None] + (length - 1)  # [batch, length, length]
+        bias = jnp.moveaxis(jnp.take(by_relative, offsets, axis=1), 0, 1)  # [batch, heads, length, length]
+        bias = jnp.broadcast_to(bias[:, None], (batch, num_passages) + bias.shape[1:])
+        bias = bias.reshape((batch * num_passages,) + bias.shape[2:])
+        return bias + layers.key_padding_bias(pair_valid)
+
     def _embed(self, tokens: Array, deterministic: bool) -> Array:
         x = self.token_embedder(tokens)
         return self.dropout(nn.with_logical_constraint(x, (BATCH, LENGTH, EMBED)), deterministic=deterministic)
 
     def _run(self, x: Array, valid: Array, start: int, stop: int, deterministic: bool,
-             read_at: Optional[int] = None) -> tuple[Array, Optional[dict[str, Array]]]:
-        bias = self._bias(valid)
+             read_at: Optional[int] = None, bias: Optional[Array] = None) -> tuple[Array, Optional[dict[str, Array]]]:
+        bias = self._bias(valid) if bias is None else bias
         readout = None
         for index in range(start, stop):
             x, read = self.layers[index](x, bias, deterministic, False, index == read_at)
@@ -179,7 +217,11 @@ class Encoder(nn.Module):
         pair_valid = jnp.concatenate(
             [jnp.broadcast_to(query_valid[:, None], (batch, k, query_len)).reshape(batch * k, query_len)
              & slot_present, passage_valid], axis=1)
-        x, readout = self._run(x, pair_valid, boundary, cfg.num_encoder_layers, deterministic, read_at=boundary)
+        # Layer B's read-out is its normalised input, before any attention: the layout cannot change it.
+        bias = (self._packed_pair_bias(query_valid, pair_valid, k, passage_len) if cfg.pair_layout == "packed"
+                else None)
+        x, readout = self._run(x, pair_valid, boundary, cfg.num_encoder_layers, deterministic, read_at=boundary,
+                               bias=bias)
         encoded = self._finish(x, deterministic)
 
         def split(value: Array, lo: int, hi: int) -> Array:

@@ -11,6 +11,7 @@ Modules, in data-flow order:
   search          `DeviceSearcher` (sharded JAX) and `FaissSearcher` (CPU), same exact top-k
   retrieve        query encoding and a searcher over a whole index
   predictions     XOR-TyDi query files in, XOR-Retrieve predictions out
+  dev_eval        XOR-Retrieve dev R@2kt / R@5kt with the current parameters' own retrieval (a dev evaluator)
 The pair text format and its tokenisation live in class_jax.tasks.text_inputs. Deprecated alias, kept one release
 for old gin files: refresh (now class_jax.fid.refresh).
 """

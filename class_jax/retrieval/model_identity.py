@@ -52,9 +52,10 @@ class ModelIdentity:
 
 
 # ModelConfig fields that choose how the network trains or executes, not the vectors its retriever computes: an
-# index stays valid when a checkpoint is served with another remat policy, attention kernel or dropout.
+# index stays valid when a checkpoint is served with another remat policy, attention kernel or dropout. The pair
+# layout acts above B only, and query normalisation on the query side only, so neither changes an index's vectors.
 EXECUTION_FIELDS = frozenset({"remat_policy", "attention_kernel", "dropout_rate", "attention_dropout_rate",
-                              "retrieval_target_dropout"})
+                              "retrieval_target_dropout", "pair_layout", "normalize_queries"})
 
 
 def config_hash(config: ModelConfig) -> str:

@@ -20,12 +20,16 @@ def encode_queries(encoder: RetrievalEncoder, vocabulary: text_inputs.Vocabulary
                    max_length: int = text_inputs.QUERY_MAX_LENGTH) -> PyTree:
     """Query-side retrieval representations of every question (the same on every process).
 
+    Questions are normalised first (`text_inputs.normalize_query`) when the model's config says it was trained on
+    normalised queries (`ModelConfig.normalize_queries`, set by the import of a released checkpoint).
+
     Returns:
       pooled: [n, dim] float32; token mode: {"tokens": [n, max_length, head_dim], "valid": [n, max_length]}.
     """
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, len(questions), encoder.batch_size):
-        tokens = text_inputs.query_batch(vocabulary, questions[start:start + encoder.batch_size], max_length)
+        tokens = text_inputs.query_batch(vocabulary, questions[start:start + encoder.batch_size], max_length,
+                                         normalize=encoder.model.config.normalize_queries)
         parts.append(encoder.encode_global(tokens, is_query=True))
     merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     return retrievers.get_retriever(encoder.model.config).queries_from_index_rows(merged)

@@ -9,9 +9,12 @@ Modules, in data-flow order:
   checkpointer   the Orbax CheckpointManager wrapper (`TrainCheckpointer`), fallback past unreadable steps
   param_sources  warm starts (params_io or another run, name mapping) and inference restores
   hooks          periodic hooks (e.g. class_jax.fid.refresh) that may switch the training data
+  dev_selection  dev evaluation every N steps and the best checkpoint by a dev metric (MODEL_DIR/best)
   metrics        throughput, MFU, stdout / metrics.jsonl / TensorBoard
   predictor      jitted, sharded decoding and scoring for eval / infer
   train_checks   the train job's start-of-job checks of its numbers and paths
+  memory_estimate  per-device memory of a train configuration (params, optimizer, gradients, activations) and
+                 the refusal of one that cannot fit
   train, evaluate, infer, export   the gin-configured jobs (run by `class-jax train|eval|infer|export`)
 Deprecated aliases, kept one release for old gin files: partitioning (now class_jax.runtime.partitioning),
 checkpoints (now checkpointer).

@@ -52,6 +52,9 @@ from class_jax.trainer.train_state import StateLayout, TrainState
 PyTree = Any
 
 CHECKPOINT_SUBDIR = "checkpoints"
+# The best checkpoint by a dev metric (trainer/dev_selection.py): outside CHECKPOINT_SUBDIR, so `keep` never
+# deletes it.
+BEST_SUBDIR = "best"
 PARAMS_ITEM = "params"
 OPT_STATE_ITEM = "opt_state"
 META_ITEM = "train_meta"
@@ -189,7 +192,7 @@ def _describe(signature: Optional[tuple[tuple[int, ...], str]]) -> str:
 
 
 def move_run_aside(model_dir: str | pathlib.Path) -> Optional[pathlib.Path]:
-    """Renames a run's checkpoints (and metrics.jsonl) to `*.replaced-<time>` so a new run can start there.
+    """Renames a run's checkpoints (and metrics.jsonl, best/) to `*.replaced-<time>` so a new run can start there.
 
     Used by `train(start_fresh=True)`: nothing is deleted. Process 0 renames; the others wait for it.
 
@@ -207,6 +210,10 @@ def move_run_aside(model_dir: str | pathlib.Path) -> Optional[pathlib.Path]:
             metrics = model_dir / "metrics.jsonl"
             if metrics.exists():
                 metrics.rename(model_dir / f"metrics{suffix}.jsonl")
+            # The old run's best checkpoint must not compete with the new run's evaluations.
+            best = model_dir / BEST_SUBDIR
+            if best.exists():
+                best.rename(model_dir / f"{BEST_SUBDIR}{suffix}")
             logging.warning("start_fresh: moved the existing checkpoints of %s to %s (and metrics.jsonl alongside).",
                             model_dir, moved)
     if jax.process_count() > 1:

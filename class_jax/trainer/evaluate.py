@@ -119,6 +119,7 @@ def evaluate(*,
     """
     configs = [dataset_cfg] if isinstance(dataset_cfg, data_lib.DatasetConfig) else list(dataset_cfg)
     output = pathlib.Path(output_dir)
+    model = param_sources.adopt_checkpoint_settings(model, checkpoint_path)  # e.g. a released reader's pair layout
     evaluators = [InferenceEvaluator(model, config, partitioner, log_dir=output) for config in configs]
     abstract, _ = train_state.build_param_layout(model, partitioner,
                                                  evaluators[0].model_input_shapes(configs[0].batch_size))

@@ -68,12 +68,15 @@ class PeriodicHook:
       every_steps: period in steps.
       run_at_start: also run at step 0 of a fresh run (e.g. the first retrieval before training starts).
       name: for logs.
+      run_at_end: also run once after the last step of a run that reaches total_steps (the loop ends before the
+        hooks of that step would run), e.g. a dev evaluation; a data switch returned there is ignored.
     """
 
     fn: HookFn
     every_steps: int
     run_at_start: bool = True
     name: str = "hook"
+    run_at_end: bool = False
 
     def __post_init__(self):
         if self.every_steps < 1:
@@ -107,11 +110,30 @@ def run_hooks(hooks: Sequence[PeriodicHook], ctx: HookContext) -> Optional[DataS
     return switch
 
 
+def run_final_hooks(hooks: Sequence[PeriodicHook], ctx: HookContext) -> None:
+    """Runs the hooks marked `run_at_end` once, after the run's last step (`ctx.step` = total_steps)."""
+    for hook in hooks:
+        if hook.run_at_end:
+            hook.fn(dataclasses.replace(ctx, resuming=False))
+
+
 def as_hooks(hooks: Sequence[PeriodicHook | Callable[..., Any]] | None) -> list[PeriodicHook]:
-    """Validates a gin-provided hook list."""
+    """Validates a gin-provided hook list, and runs each hook function's start-up `check()` when it has one.
+
+    The checks run when the train job starts, before the data is built or the step compiled, so that a hook with a
+    missing input file or an unknown setting fails in seconds instead of at its first call hours later.
+
+    Raises:
+      TypeError: an entry that is not a PeriodicHook.
+      UserError: a hook's check found bad input.
+    """
     out = []
     for hook in hooks or ():
         if not isinstance(hook, PeriodicHook):
             raise TypeError(f"hooks must be PeriodicHook instances, got {type(hook).__name__}")
         out.append(hook)
+    for hook in out:
+        check = getattr(hook.fn, "check", None)
+        if callable(check):
+            check()
     return out

@@ -67,6 +67,7 @@ def infer(*,
     """
     if dataset_cfg.module:
         importlib.import_module(dataset_cfg.module)
+    model = param_sources.adopt_checkpoint_settings(model, checkpoint_path)  # e.g. a released reader's pair layout
     converter = data_lib.feature_converter_for(model, pack=False)
     lengths = dict(dataset_cfg.task_feature_lengths)
     tasks = seqio.get_subtasks(seqio.get_mixture_or_task(dataset_cfg.mixture_or_task_name))

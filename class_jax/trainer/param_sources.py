@@ -177,6 +177,43 @@ def load_initial_params(path: str | pathlib.Path, fresh_params: PyTree, param_sh
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(fresh_params), leaves), report
 
 
+# ModelConfig fields a params directory's model_config.json decides for inference, whatever the gin model says: how
+# its reader was trained to see a pair (released checkpoints: "packed"). They leave the parameter layout unchanged.
+CHECKPOINT_INPUT_FIELDS = ("pair_layout",)
+
+
+def adopt_checkpoint_settings(model: Any, path: str | pathlib.Path) -> Any:
+    """The model with the `CHECKPOINT_INPUT_FIELDS` of a params directory's config (a run directory: unchanged).
+
+    A checkpoint trained on normalised queries (`normalize_queries`) is reported: the SeqIO tasks tokenise before
+    the model is known, so their gin macro `NORMALIZE_QUERIES` must say so.
+
+    Args:
+      model: a model with a dataclass `config` and `with_config` (CLASSModel); other models are returned as given.
+      path: the checkpoint path of an inference job.
+
+    Returns:
+      The model to run.
+    """
+    from class_jax.checkpoints import params_io  # pylint: disable=import-outside-toplevel
+
+    path = pathlib.Path(path).absolute()
+    config = getattr(model, "config", None)
+    if not params_io.is_checkpoint_dir(path) or not dataclasses.is_dataclass(config) or not hasattr(model,
+                                                                                                   "with_config"):
+        return model
+    theirs = params_io.load_config(path)
+    if getattr(theirs, "normalize_queries", False):
+        logging.warning("%s was trained on normalised queries (normalize_queries); evaluate its tasks with "
+                        "--gin.NORMALIZE_QUERIES=True", path)
+    changes = {name: getattr(theirs, name) for name in CHECKPOINT_INPUT_FIELDS
+               if hasattr(config, name) and getattr(theirs, name) != getattr(config, name)}
+    if not changes:
+        return model
+    logging.info("Taking %s from the checkpoint's model_config.json", changes)
+    return model.with_config(dataclasses.replace(config, **changes))
+
+
 @dataclasses.dataclass(frozen=True)
 class ParamsSource:
     """Where restored parameters came from: `step` is None for params_io directories."""

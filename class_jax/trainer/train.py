@@ -33,6 +33,7 @@ from class_jax.trainer import checkpointer as checkpointer_lib
 from class_jax.trainer import data as data_lib
 from class_jax.runtime import gin_utils
 from class_jax.trainer import hooks as hooks_lib
+from class_jax.trainer import memory_estimate
 from class_jax.trainer import metrics as metrics_lib
 from class_jax.runtime import partitioning
 from class_jax.trainer import param_sources
@@ -116,10 +117,14 @@ def train(*,
           num_microbatches: int = 1,
           microbatch_weighting: str = "num_tokens",
           hooks: Sequence[hooks_lib.PeriodicHook] = (),
+          eval_hooks: Sequence[hooks_lib.PeriodicHook] = (),
           peak_flops_per_device: Optional[float] = None,
           tensorboard: bool = True,
           stop_check_period: int = 10,
-          start_fresh: bool = False) -> TrainResult:
+          start_fresh: bool = False,
+          dry_run: bool = False,
+          check_memory: bool = True,
+          device_memory_bytes: Optional[int] = None) -> TrainResult:
     """Trains `model` to `total_steps`, resuming from `model_dir` when it holds checkpoints.
 
     Args:
@@ -140,6 +145,8 @@ def train(*,
       num_microbatches: gradient-accumulation steps per batch.
       microbatch_weighting: "num_tokens" or "uniform" (see train_step).
       hooks: periodic hooks (retrieval refresh, ...).
+      eval_hooks: periodic hooks run after `hooks` at the same step, e.g. the dev evaluation and best checkpoint of
+        gin/runs/dev_selection.gin (a separate argument so that a gin file can add them without replacing `hooks`).
       peak_flops_per_device: for MFU; None looks it up or measures it (see metrics).
       tensorboard: also write TensorBoard events.
       stop_check_period: with several processes, steps between the (collective) checks for SIGTERM / SIGINT;
@@ -147,6 +154,12 @@ def train(*,
       start_fresh: move the model_dir's checkpoints and metrics.jsonl aside (`*.replaced-<time>`) and train from
         the start. Without it a model_dir whose checkpoints do not fit the model, or are all damaged, is an error.
         For one invocation only: a restart with it set starts over again.
+      dry_run: print the per-device memory estimate (memory_estimate.py) and return without reading data,
+        allocating or compiling.
+      check_memory: refuse (UserError) a configuration whose memory estimate exceeds the device's memory; False
+        only warns.
+      device_memory_bytes: the device memory the estimate is checked against (None: the device's `bytes_limit`,
+        the host RAM on CPU); e.g. 80e9 to size an H100 run from a dry run on a CPU host.
 
     Returns:
       How the run ended.
@@ -162,6 +175,10 @@ def train(*,
         log_period=log_period, random_seed=random_seed, num_microbatches=num_microbatches,
         microbatch_weighting=microbatch_weighting, peak_flops_per_device=peak_flops_per_device,
         stop_check_period=stop_check_period, train_dataset_cfg=train_dataset_cfg, partitioner=partitioner)
+    memory_estimate.check_at_start(model, optimizer, partitioner, train_dataset_cfg, num_microbatches,
+                                   device_memory_bytes, refuse=check_memory and not dry_run, required=dry_run)
+    if dry_run:
+        return TrainResult(state=None, step=0, preempted=False, last_metrics={}, eval_results={})
     # Installed before any start-up work, so that a SIGTERM while the data is built, the checkpoint restored or
     # the step compiled stops the job cleanly instead of killing it with Python's default handler.
     with PreemptionWatcher(stop_check_period) as watcher:
@@ -170,7 +187,8 @@ def train(*,
                       eval_dataset_cfgs=eval_dataset_cfgs, eval_period=eval_period, log_period=log_period,
                       random_seed=random_seed, initial_checkpoint=initial_checkpoint,
                       initial_checkpoint_name_mapping=initial_checkpoint_name_mapping,
-                      num_microbatches=num_microbatches, microbatch_weighting=microbatch_weighting, hooks=hooks,
+                      num_microbatches=num_microbatches, microbatch_weighting=microbatch_weighting,
+                      hooks=[*(hooks or ()), *(eval_hooks or ())],
                       peak_flops_per_device=peak_flops_per_device, tensorboard=tensorboard, start_fresh=start_fresh)
 
 
@@ -284,6 +302,10 @@ def _train(watcher: PreemptionWatcher, *, model: BaseModel,
                 break
             timer.exclude(time.perf_counter() - outside)
         checkpointer.wait()
+        if hook_list and not result.preempted and step == total_steps:
+            # The loop ends before the hooks of the last step; a dev evaluation still wants the final parameters.
+            hooks_lib.run_final_hooks(hook_list, hooks_lib.HookContext(
+                step=step, params=state.params, model=model, partitioner=partitioner, model_dir=model_dir_path))
         result.state, result.step = state, step
         return result
     except StartupInterrupted:

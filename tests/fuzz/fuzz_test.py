@@ -11,11 +11,16 @@ import json
 import pathlib
 import random
 import shutil
+import sys
 
 import pytest
 
 import fuzz_cases as fc
 from fuzz_cases import Case
+
+# `train` cases run the trainer tests' tiny model, which lives in tests/trainer (no conftest here: pytest would
+# import it as the top-level module `conftest` that other test folders import names from).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "trainer"))
 
 DEFAULT_SEEDS = range(3)
 SLOW_SEEDS = range(3, 23)

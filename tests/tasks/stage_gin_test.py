@@ -14,13 +14,14 @@ from class_jax.runtime import stages
 CLR_PT_LANGUAGES = ["ar", "bn", "de", "es", "fi", "fr", "it", "ja", "ko", "ru", "te", "ta", "ml", "kn", "zh"]
 FID_LENGTHS = {"query_tokens": 50, "passage_tokens": (100, 200), "targets": 50}
 
-# stage -> (its data macro, steps, learning rate, warm-up steps, loss stage, registered name, task kind or languages)
+# stage -> (its data macro, steps, learning rate, warm-up steps (10% of the steps, as the release), loss stage,
+# registered name, task kind or languages)
 TRAINING_STAGES = {
     "clr_pt": ("CLR_PT_FID_DIRS", 64000, 1e-4, 6400, "clr_pt", "clr_pt", CLR_PT_LANGUAGES),
-    "mlqa_pt": ("MLQA_PT_FID_DIRS", 16000, 5e-5, 0, "mlqa_pt", "mlqa_pt", CLR_PT_LANGUAGES),
-    "finetune_nq": ("TRAIN_FID_DIRS", 8000, 5e-5, 0, "finetune", "finetune_nq", "finetune"),
-    "finetune_xor_retrieve": ("TRAIN_FID_DIRS", 6000, 5e-5, 0, "finetune", "finetune_xor_retrieve", "finetune"),
-    "finetune_xor_full": ("TRAIN_FID_DIRS", 6000, 5e-5, 0, "finetune", "finetune_xor_full", "finetune"),
+    "mlqa_pt": ("MLQA_PT_FID_DIRS", 16000, 5e-5, 1600, "mlqa_pt", "mlqa_pt", CLR_PT_LANGUAGES),
+    "finetune_nq": ("TRAIN_FID_DIRS", 8000, 5e-5, 800, "finetune", "finetune_nq", "finetune"),
+    "finetune_xor_retrieve": ("TRAIN_FID_DIRS", 6000, 5e-5, 600, "finetune", "finetune_xor_retrieve", "finetune"),
+    "finetune_xor_full": ("TRAIN_FID_DIRS", 6000, 5e-5, 600, "finetune", "finetune_xor_full", "finetune"),
 }
 EVAL_STAGES = {"eval_xor_retrieve": "xor_retrieve_eval", "eval_xor_full": "xor_full_eval", "eval_mkqa": "mkqa_eval"}
 
@@ -36,7 +37,7 @@ def _dataset_config(scope: str) -> data.DatasetConfig:
         return gin.get_configurable(data.DatasetConfig)()
 
 
-@pytest.mark.parametrize("size", ["mt5_base", "mt5_large"])
+@pytest.mark.parametrize("size", ["mt5_base", "mt5_large", "mt5_xl"])
 @pytest.mark.parametrize("stage", sorted(TRAINING_STAGES))
 def test_training_stage_hyperparameters_and_data(stage, size, tmp_path):
     macro, steps, learning_rate, warmup, loss_stage, name, what = TRAINING_STAGES[stage]
@@ -69,9 +70,10 @@ def test_training_stage_hyperparameters_and_data(stage, size, tmp_path):
         assert registered.source._split_to_dirs["train"] == fid_dirs  # pylint: disable=protected-access
 
 
+@pytest.mark.parametrize("size", ["mt5_large", "mt5_xl"])
 @pytest.mark.parametrize("stage", sorted(EVAL_STAGES))
-def test_eval_stage_registers_its_scored_task(stage, tmp_path):
-    gin_utils.parse_gin([f"stages/mt5_large/{stage}.gin"], [
+def test_eval_stage_registers_its_scored_task(stage, size, tmp_path):
+    gin_utils.parse_gin([f"stages/{size}/{stage}.gin"], [
         f"CHECKPOINT_PATH = '{tmp_path / 'run'}'", f"EVAL_OUTPUT_DIR = '{tmp_path / 'eval'}'",
         f"EVAL_FID_DIRS = '{tmp_path / 'fid'}'"])
     config = _dataset_config("eval")
@@ -108,3 +110,26 @@ def test_unknown_stage_name_in_gin_is_an_error_listing_the_valid_names(tmp_path)
     with pytest.raises(ValueError, match="unknown FiD task kind 'nq'; expected one of: clr_pt, mlqa_pt, finetune, "
                                          "xor_full_eval, mkqa_eval, xor_retrieve_eval"):
         _dataset_config("train")
+
+
+@pytest.mark.parametrize("size", ["mt5_large", "mt5_xl"])
+@pytest.mark.parametrize("stage", sorted(TRAINING_STAGES) + sorted(EVAL_STAGES))
+def test_large_model_stages_compute_in_bfloat16_and_training_stages_rematerialise(stage, size, tmp_path):
+    from class_jax.models import config as config_lib  # pylint: disable=import-outside-toplevel
+    training = stage in TRAINING_STAGES
+    bindings = [f"MODEL_DIR = '{tmp_path / 'run'}'", "INITIAL_CHECKPOINT_PATH = '/ckpt'",
+                f"CHECKPOINT_PATH = '{tmp_path / 'run'}'", f"EVAL_OUTPUT_DIR = '{tmp_path / 'eval'}'"]
+    macro = TRAINING_STAGES[stage][0] if training else "EVAL_FID_DIRS"
+    bindings.append(f"{macro} = '{tmp_path / 'fid' / '{lang}'}'")
+    gin_utils.parse_gin([f"stages/{size}/{stage}.gin"], [b for b in bindings if b.split(" =")[0] in _macros(stage)])
+    model_config = gin.get_configurable(config_lib.ModelConfig)()
+    assert model_config.dtype == "bfloat16"
+    assert model_config.remat_policy == ("full" if training else "none")
+    rules = dict(gin.query_parameter("partitioning.Partitioner.logical_axis_rules"))
+    assert rules["embed"] == "fsdp" and (rules.get("mlp") == "model") == (size == "mt5_xl")
+
+
+def _macros(stage: str) -> set[str]:
+    if stage in TRAINING_STAGES:
+        return {"MODEL_DIR", "INITIAL_CHECKPOINT_PATH", TRAINING_STAGES[stage][0]}
+    return {"CHECKPOINT_PATH", "EVAL_OUTPUT_DIR", "EVAL_FID_DIRS"}

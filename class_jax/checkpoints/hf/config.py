@@ -123,6 +123,10 @@ def spec_from_hf_config(hf: Mapping[str, Any], *, source: str, retriever_block_i
             notes.append(f"retriever_layer not in config.json: taken from the tensors' block ({block})"
                          if block is not None else "CLASS config without retriever_layer: default B = L // 2")
         fields.update(retrieval_mode=retrievers.POOLED.name, retriever_layer=None if block is None else int(block))
+        # The release packed each pair and normalised its queries: run the reader on inputs like its training's.
+        fields.update(pair_layout="packed", normalize_queries=True)
+        notes.append("released CLASS checkpoint: pair_layout='packed' and normalize_queries=True, as the release "
+                     "trained it (override with --override pair_layout=slot / normalize_queries=false)")
     else:
         flavour = "plain"
         fields.update(retrieval_mode=retrievers.POOLED.name, retriever_layer=None)

@@ -73,19 +73,23 @@ def drifted_language(text: str, lang: str) -> str | None:
 
 
 def rejection_reason(question: str, lang: str, answer: str, answer_title: str | None = None,
-                     config: RewriteFilterConfig = RewriteFilterConfig()) -> str | None:
+                     config: RewriteFilterConfig = RewriteFilterConfig(),
+                     english_answer: str | None = None) -> str | None:
     """Why a rewritten question is unusable, or None when it passes every check.
 
     Args:
       question: the rewrite.
       lang: the language it must be in.
-      answer: the cloze answer, which must not appear in the question.
+      answer: the cloze answer (the anchor the cloze masks), which must not appear in the question.
       answer_title: the answer entity's page title (checked when `config.check_answer_title`).
       config: bounds and switches.
+      english_answer: English-answer records: the English answer the model is trained to produce, which must not
+        appear either (a question giving "東京 (Tokyo)" away is no question); it is matched as a Latin-script
+        phrase (`mlqa_pt.contains_english_phrase`) whatever the question's language.
 
     Returns:
       One of "empty", "mask_remaining", "not_a_question", "wrong_script", "wrong_language", "too_short",
-      "too_long", "answer_leaked", "answer_title_leaked"; or None.
+      "too_long", "answer_leaked", "answer_title_leaked", "english_answer_leaked"; or None.
     """
     text = question.strip()
     if not text:
@@ -112,4 +116,6 @@ def rejection_reason(question: str, lang: str, answer: str, answer_title: str | 
         title = re.sub(r"\s*\([^)]*\)\s*$", "", answer_title)
         if mlqa_pt.contains_phrase(text, title, lang):
             return "answer_title_leaked"
+    if english_answer and mlqa_pt.contains_english_phrase(text, english_answer):
+        return "english_answer_leaked"
     return None

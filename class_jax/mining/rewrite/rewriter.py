@@ -112,12 +112,20 @@ class RewriteReport:
         return summary
 
 
+def masked_answer(record: Mapping) -> str:
+    """What the cloze masks: `target_answer` in English-answer records (whose `answer` is English), else `answer`."""
+    return record["target_answer"] if "target_answer" in record else record["answer"]
+
+
 def _validated(record: Mapping, number: int) -> RewriteRequest:
-    for field in REQUIRED_FIELDS:
+    fields = REQUIRED_FIELDS + (("target_answer",) if "target_answer" in record else ())
+    for field in fields:
         if not isinstance(record.get(field), str):
             raise UserError(f"cloze record {number} (qid={record.get('qid')!r}): field '{field}' is missing or "
                             f"not a string")
-    return RewriteRequest(lang=record["lang"], cloze=record["cloze"], answer=record["answer"])
+    # The rewriter sees the anchor it masks, never the English answer: the same cloze gives the same request (and
+    # cache key) in both answer modes, and an LLM is not tempted to write the English name into the question.
+    return RewriteRequest(lang=record["lang"], cloze=record["cloze"], answer=masked_answer(record))
 
 
 def _rewrite_pending(rewriter: Rewriter, pending: list[tuple[int, RewriteRequest, str]],
@@ -152,7 +160,9 @@ def rewrite_records(records: Iterable[Mapping], rewriter: Rewriter, *,
 
     Args:
       records: dicts with at least `qid`, `lang`, `cloze`, `answer` (e.g. `AnchorCloze.to_dict()`); an
-        `answer_title` field, when present, is also kept out of the question.
+        `answer_title` field, when present, is also kept out of the question. English-answer records also carry
+        `target_answer` (the masked anchor): the rewriter is asked about it and the leak filter checks it, the
+        title and the English `answer` (filters.rejection_reason).
       rewriter: does the rewriting.
       cache: finished rewrites from earlier runs; new successes are appended as they arrive.
       filter_config: checks on the rewrites (defaults: `RewriteFilterConfig()`).
@@ -194,8 +204,10 @@ def rewrite_records(records: Iterable[Mapping], rewriter: Rewriter, *,
                 report.failed[result.failure or "unknown"] += 1
                 status = f"failed/{result.failure}"
             else:
-                reason = rewrite_filters.rejection_reason(question, record["lang"], record["answer"],
-                                                          record.get("answer_title"), filter_config)
+                english = record["answer"] if "target_answer" in record else None
+                reason = rewrite_filters.rejection_reason(question, record["lang"], masked_answer(record),
+                                                          record.get("answer_title"), filter_config,
+                                                          english_answer=english)
                 if reason:
                     report.filtered[reason] += 1
                     status = f"filtered/{reason}"
