@@ -20,10 +20,11 @@ since there is nothing new to save.
 """
 
 import dataclasses
+import functools
 import logging
 import pathlib
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
@@ -175,14 +176,15 @@ def train(*,
         log_period=log_period, random_seed=random_seed, num_microbatches=num_microbatches,
         microbatch_weighting=microbatch_weighting, peak_flops_per_device=peak_flops_per_device,
         stop_check_period=stop_check_period, train_dataset_cfg=train_dataset_cfg, partitioner=partitioner)
-    memory_estimate.check_at_start(model, optimizer, partitioner, train_dataset_cfg, num_microbatches,
-                                   device_memory_bytes, refuse=check_memory and not dry_run, required=dry_run)
-    if dry_run:
-        return TrainResult(state=None, step=0, preempted=False, last_metrics={}, eval_results={})
-    # Installed before any start-up work, so that a SIGTERM while the data is built, the checkpoint restored or
-    # the step compiled stops the job cleanly instead of killing it with Python's default handler.
+    # Installed before any start-up work, so that a SIGTERM while the memory is estimated, the data built, the
+    # checkpoint restored or the step compiled stops the job cleanly instead of killing it with Python's default
+    # handler.
     with PreemptionWatcher(stop_check_period) as watcher:
-        return _train(watcher, model=model, train_dataset_cfg=train_dataset_cfg, partitioner=partitioner,
+        return _train(watcher, memory_check=functools.partial(
+                          memory_estimate.check_at_start, model, optimizer, partitioner, train_dataset_cfg,
+                          num_microbatches, device_memory_bytes, refuse=check_memory and not dry_run,
+                          required=dry_run),
+                      dry_run=dry_run, model=model, train_dataset_cfg=train_dataset_cfg, partitioner=partitioner,
                       model_dir=model_dir, total_steps=total_steps, optimizer=optimizer, checkpoint_cfg=checkpoint_cfg,
                       eval_dataset_cfgs=eval_dataset_cfgs, eval_period=eval_period, log_period=log_period,
                       random_seed=random_seed, initial_checkpoint=initial_checkpoint,
@@ -192,7 +194,7 @@ def train(*,
                       peak_flops_per_device=peak_flops_per_device, tensorboard=tensorboard, start_fresh=start_fresh)
 
 
-def _train(watcher: PreemptionWatcher, *, model: BaseModel,
+def _train(watcher: PreemptionWatcher, *, memory_check: Callable[[], Any], dry_run: bool, model: BaseModel,
            train_dataset_cfg: data_lib.DatasetConfig | data_lib.DataSource, partitioner: Partitioner, model_dir: str,
            total_steps: int, optimizer: Optimizer, checkpoint_cfg: checkpointer_lib.CheckpointConfig,
            eval_dataset_cfgs: Sequence[data_lib.DatasetConfig], eval_period: Optional[int], log_period: int,
@@ -200,13 +202,19 @@ def _train(watcher: PreemptionWatcher, *, model: BaseModel,
            initial_checkpoint_name_mapping: param_sources.NameMapping, num_microbatches: int,
            microbatch_weighting: str, hooks: Sequence[hooks_lib.PeriodicHook], peak_flops_per_device: Optional[float],
            tensorboard: bool, start_fresh: bool) -> TrainResult:
-    """`train` under an installed watcher; until the loop starts, a signal interrupts at once (StartupInterrupted)."""
+    """`train` under an installed watcher; until the loop starts, a signal interrupts at once (StartupInterrupted).
+
+    `memory_check` prints the per-device memory estimate (and refuses what cannot fit); a dry run stops after it.
+    """
     model_dir_path = pathlib.Path(model_dir).absolute()
     step = 0
     checkpointer: Optional[checkpointer_lib.TrainCheckpointer] = None
     writer: Optional[metrics_lib.MetricsWriter] = None
     try:
         watcher.interrupt_on_signal(True)
+        memory_check()
+        if dry_run:
+            return TrainResult(state=None, step=0, preempted=False, last_metrics={}, eval_results={})
         model_dir_path.mkdir(parents=True, exist_ok=True)
         hook_list = hooks_lib.as_hooks(hooks)
         source = data_lib.as_data_source(train_dataset_cfg, model)
