@@ -26,6 +26,8 @@ class Job(NamedTuple):
 def _report_train(result: Any) -> None:
     if result.preempted:
         logging.warning("Training stopped at step %d on request; rerun the same command to resume.", result.step)
+    elif result.state is None:
+        logging.info("Dry run: the memory estimate above; nothing was trained.")
     else:
         logging.info("Training finished at step %d.", result.step)
 

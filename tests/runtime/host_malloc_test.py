@@ -48,7 +48,7 @@ def test_the_process_reexecutes_itself_with_the_tunable():
                                              host_malloc._transparent_huge_pages_available())
     if sys.platform != "linux" or expected is None:
         pytest.skip("huge-page malloc is not available on this machine")
-    script = ("import os, sys; from class_jax import host_malloc; print(os.getpid(), flush=True); "
+    script = ("import os, sys; from class_jax.runtime import host_malloc; print(os.getpid(), flush=True); "
               "host_malloc.reexec_with_huge_page_malloc(); print(os.getpid(), os.environ['GLIBC_TUNABLES'], sys.argv)")
     result = subprocess.run([sys.executable, "-c", script, "extra-argument"], env=environ, capture_output=True,
                             text=True, check=True, timeout=120)
