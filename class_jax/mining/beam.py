@@ -18,7 +18,7 @@ import apache_beam as beam
 
 from class_jax.mining import mlqa_pt
 from class_jax.mining.clr_pt import parallel as clr_pt
-from class_jax.corpus import corpus_io
+from class_jax.corpus import corpus_io, dump_reader
 from class_jax.mining import dataset_io
 from class_jax.mining import stages
 
@@ -72,8 +72,8 @@ class ReadCorpusFileFn(beam.DoFn):
                         # JSONDecodeError and UnicodeDecodeError are ValueErrors too.
                         yield beam.pvalue.TaggedOutput(BAD, (path, line_number, f"{type(error).__name__}: {error}"))
                         yield count(self._stage, lang, f"bad_{self._kind}_lines")
-            except (EOFError, OSError) as error:
-                # A truncated gzip stream: everything after the last good line is lost, and said so.
+            except dump_reader.DECOMPRESSION_ERRORS as error:
+                # A truncated or corrupt gzip stream: everything after the last good line is lost, and said so.
                 yield beam.pvalue.TaggedOutput(BAD, (path, line_number + 1, f"unreadable: {error}"))
                 yield count(self._stage, lang, f"truncated_{self._kind}_files")
 

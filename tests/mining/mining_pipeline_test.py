@@ -252,6 +252,21 @@ def test_malformed_article_line_is_counted_with_file_and_line(tmp_path, capsys):
         pipeline.run_mining(dataclasses.replace(config, out=str(tmp_path / "strict"), fail_on_bad_lines=True))
 
 
+def test_corrupt_compressed_corpus_file_is_counted_not_a_traceback(tmp_path, capsys):
+    corpus = _tiny_corpus(tmp_path / "corpus")
+    shard = corpus / "ja" / "articles" / "articles-00000.jsonl.gz"
+    data = bytearray(gzip.compress(b'{"not": "an article"}\n' * 2000, mtime=0))
+    data[40:56] = bytes(255 - b for b in data[40:56])  # a corrupt deflate body behind a valid gzip header
+    shard.write_bytes(bytes(data))
+    config = _config(corpus, tmp_path / "out", langs=("ja",), stages=("clr_pt",))
+    manifest = pipeline.run_mining(config)
+    assert manifest["stages"]["clr_pt"]["counts"]["ja"]["truncated_articles_files"] == 1
+    [example] = manifest["stages"]["clr_pt"]["bad_lines"]["examples"]
+    assert example["file"].endswith("articles-00000.jsonl.gz") and example["problem"].startswith("unreadable")
+    with pytest.raises(UserError, match=r"articles-00000\.jsonl\.gz: line \d+: unreadable"):
+        pipeline.run_mining(dataclasses.replace(config, out=str(tmp_path / "strict"), fail_on_bad_lines=True))
+
+
 def test_missing_language_or_entity_table_is_one_user_error(tmp_path):
     corpus = _tiny_corpus(tmp_path / "corpus")
     with pytest.raises(UserError, match=r"ko/manifest\.json: missing; language 'ko' was not .*ingested: en, ja"):
