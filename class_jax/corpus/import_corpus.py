@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from class_jax.corpus import corpus_io, dump_reader
+from class_jax.corpus import corpus_io, dump_reader, ingest
 from class_jax.runtime.errors import UserError
 
 FORMATS = ("dpr", "cora")
@@ -142,24 +142,6 @@ class _Lines:
             except UnicodeDecodeError:
                 self.undecodable_lines += 1
                 yield raw_text.decode("utf-8", "surrogateescape")
-
-
-class _Progress:
-    """A tqdm bar over compressed input bytes, or nothing."""
-
-    def __init__(self, enabled: bool, total: int, initial: int, description: str):
-        self._bar = None
-        if enabled:
-            import tqdm  # pylint: disable=import-outside-toplevel  (only the CLI shows bars)
-            self._bar = tqdm.tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=description)
-
-    def update_to(self, position: int) -> None:
-        if self._bar is not None:
-            self._bar.update(position - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 class _ChunkWriter:
@@ -351,7 +333,7 @@ class CorpusImporter:
         line = done[-1]["end_line"] if done else 0
         columns = tuple(done[-1]["columns"]) if done and done[-1]["columns"] else None
         stream, raw = dump_reader.open_compressed(self.input_path)
-        bar = _Progress(self.progress, os.path.getsize(self.input_path), 0, "import-corpus")
+        bar = ingest.ByteProgress(self.progress, os.path.getsize(self.input_path), "import-corpus")
         markers: list[dict[str, Any]] = []
         lines = _Lines(stream, offset, line)
         try:
@@ -371,7 +353,7 @@ class CorpusImporter:
                 raw.close()
         return markers
 
-    def _rows(self, lines: _Lines, chunk: "_ChunkState", hashes: _IdHashes, bar: _Progress,
+    def _rows(self, lines: _Lines, chunk: "_ChunkState", hashes: _IdHashes, bar: ingest.ByteProgress,
               position: Callable[[], int]) -> Iterator[dict[str, Any]]:
         """Parses rows chunk by chunk; yields each committed chunk's marker."""
         reader = csv.reader(lines, delimiter="\t")

@@ -59,7 +59,7 @@ class IngestSettings:
         return settings
 
 
-class _Progress:
+class ByteProgress:
     """A tqdm bar over compressed bytes, or nothing."""
 
     def __init__(self, enabled: bool, total: int, description: str):
@@ -171,7 +171,7 @@ class DumpIngester:
 
     def _pages(self, description: str) -> Iterator[dump_reader.RawPage]:
         """The dump's pages with a progress bar; checks the dump's language on the way."""
-        bar = _Progress(self.progress, os.path.getsize(self.dump_path), description)
+        bar = ByteProgress(self.progress, os.path.getsize(self.dump_path), description)
         reader = dump_reader.DumpReader(self.dump_path, invalid_bytes=self.settings.invalid_bytes,
                                         on_progress=bar.update_to, require_siteinfo=True)
         self._reader = reader

@@ -33,14 +33,13 @@ import time
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 import tensorflow as tf
 
 from class_jax.runtime.errors import UserError
 from class_jax.runtime import stages
 from class_jax.models.class_model import CLASSModel
-from class_jax.retrieval import index_builder, index_format, retrieve
+from class_jax.retrieval import index_builder, retrieve
 from class_jax.fid import refresh_queries, refresh_rounds
 from class_jax.retrieval.corpus_source import CorpusSource, PassageRecord
 from class_jax.retrieval.encoder import RetrievalEncoder
@@ -58,11 +57,6 @@ TRAINING_KINDS = (stages.Stage.MLQA_PT, stages.Stage.FINETUNE)
 # Round settings that must agree for a round on disk to be the one this run would write (or resume into).
 _ROUND_SETTINGS = ("every_steps", "batch_size", "num_passages", "seed", "kind", "queries_fingerprint",
                    "corpus_rows", "query_length", "passage_length", "vocabulary_sha256")
-
-
-def _barrier(name: str) -> None:
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
 
 
 def _file_sha256(path: str) -> str:
@@ -274,7 +268,7 @@ class PassageRefresh:
             stats = self._build_round(ctx, directory, identity, metadata)
         if jax.process_index() == 0:
             refresh_rounds.prune_rounds(ctx.model_dir, self.keep_rounds, step)
-        _barrier(f"class_jax_refresh_done_{step}")
+        index_builder.barrier(f"class_jax_refresh_done_{step}")
         seconds = time.perf_counter() - started
         logging.info("Passage refresh at step %d took %.1f s (corpus %.1f s, retrieval %.1f s, writing %.1f s; "
                      "%d own source passages dropped).", step, seconds, stats.encode_corpus_seconds,
@@ -290,7 +284,7 @@ class PassageRefresh:
         encoder = self._encoder_for(ctx)
         index_dir = directory / refresh_rounds.INDEX_SUBDIR
         timer = time.perf_counter()
-        self._clear_stale_index(index_dir, identity)
+        index_builder.clear_stale_index(index_dir, identity, "class_jax_refresh_index_cleared")
         index_builder.encode_corpus(encoder, self._vocabulary, self._corpus, index_dir, identity,
                                      self._vocabulary_sha256, dtype=self.index_dtype, shard_size=self.shard_size,
                                      passage_max_length=self.passage_length, progress=self.progress)
@@ -320,21 +314,9 @@ class PassageRefresh:
             dropped = counted.dropped
             if not self.keep_index:
                 shutil.rmtree(index_dir, ignore_errors=True)
-        _barrier(f"class_jax_refresh_written_{ctx.step}")
+        index_builder.barrier(f"class_jax_refresh_written_{ctx.step}")
         return RoundStats(encode_corpus_seconds=encode_seconds, retrieve_seconds=retrieve_seconds,
                           write_seconds=time.perf_counter() - timer, source_passages_dropped=dropped)
-
-    @staticmethod
-    def _clear_stale_index(index_dir: pathlib.Path, identity: ModelIdentity) -> None:
-        """Removes a scratch index of other parameters (a killed round whose redo runs with different ones)."""
-        if jax.process_index() == 0 and index_dir.is_dir():
-            try:
-                spec = index_format.read_spec(index_dir)
-            except UserError:
-                spec = None
-            if spec is None or not identity.same_model(spec.model):
-                shutil.rmtree(index_dir)
-        _barrier("class_jax_refresh_index_cleared")
 
     def _write_metrics(self, model_dir: pathlib.Path, step: int, seconds: float, stats: RoundStats) -> None:
         if self._writer is None:

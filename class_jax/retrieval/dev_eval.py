@@ -24,7 +24,6 @@ import time
 from typing import Any, Optional, Sequence
 
 import jax
-from jax.experimental import multihost_utils
 
 from class_jax.evaluation import files, xor_retrieve
 from class_jax.evaluation.records import GoldQuestion, RetrievalPrediction
@@ -34,15 +33,10 @@ from class_jax.retrieval.corpus_source import CorpusSource
 from class_jax.retrieval.encoder import RetrievalEncoder
 from class_jax.retrieval.index_reader import IndexReader
 from class_jax.retrieval.loaded_model import LoadedModel
-from class_jax.retrieval.model_identity import ModelIdentity, model_identity
+from class_jax.retrieval.model_identity import model_identity
 from class_jax.runtime.errors import UserError
 from class_jax.tasks import text_inputs
 from class_jax.trainer import dev_selection, hooks
-
-
-def _barrier(name: str) -> None:
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
 
 
 class XorRetrieveDevEval:
@@ -178,7 +172,7 @@ class XorRetrieveDevEval:
         started = time.perf_counter()
         identity = model_identity(ctx.model.config, ctx.params, f"{ctx.model_dir}@step_{ctx.step}")
         index_dir = ctx.model_dir / dev_selection.DEV_SUBDIR / self.name / "index"
-        self._clear_stale_index(index_dir, identity)
+        index_builder.clear_stale_index(index_dir, identity, "class_jax_dev_index_cleared")
         # As `class-jax index`: the passage vectors come out of the encoder in the stored dtype.
         index_builder.encode_corpus(self._encoder(ctx, self.index_dtype, self.encode_batch_size), self._vocabulary,
                                     self._corpus, index_dir, identity, self._vocabulary_sha256,
@@ -203,7 +197,7 @@ class XorRetrieveDevEval:
             del searcher  # frees the index rows held on the devices before training resumes
             if jax.process_index() == 0:
                 metrics = self._score(rows)
-        _barrier(f"class_jax_dev_{self.name}_{ctx.step}")
+        index_builder.barrier(f"class_jax_dev_{self.name}_{ctx.step}")
         if jax.process_index() == 0 and not self.keep_index:
             shutil.rmtree(index_dir, ignore_errors=True)
         logging.info("XOR-Retrieve dev evaluation at step %d took %.1f s (corpus encoding %.1f s).", ctx.step,
@@ -228,18 +222,6 @@ class XorRetrieveDevEval:
                 metrics[name] = float("nan") if macro is None else float(macro)
                 metrics.update({f"{name}_{lang}": recall.recall for lang, recall in per_language.items()})
         return metrics
-
-    @staticmethod
-    def _clear_stale_index(index_dir: pathlib.Path, identity: ModelIdentity) -> None:
-        """Removes a scratch index of other parameters (a kept one, or a killed evaluation's of another step)."""
-        if jax.process_index() == 0 and index_dir.is_dir():
-            try:
-                spec = index_format.read_spec(index_dir)
-            except UserError:
-                spec = None
-            if spec is None or not identity.same_model(spec.model):
-                shutil.rmtree(index_dir)
-        _barrier("class_jax_dev_index_cleared")
 
 
 def _budget_name(max_tokens: int) -> str:

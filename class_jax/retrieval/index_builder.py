@@ -14,6 +14,7 @@ import logging
 import math
 import pathlib
 import queue
+import shutil
 import threading
 import time
 from typing import Any, Iterator, NamedTuple, Optional
@@ -42,9 +43,28 @@ class _Batch(NamedTuple):
     passage_ids: list[str]
 
 
-def _barrier(name: str) -> None:
+def barrier(name: str) -> None:
+    """Waits for every process at `name` (a no-op in a single process)."""
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(name)
+
+
+def clear_stale_index(index_dir: pathlib.Path, identity: ModelIdentity, barrier_name: str) -> None:
+    """Removes a scratch index built with other parameters, so that building it again does not resume that one.
+
+    Args:
+      index_dir: the scratch index (a training hook's, rebuilt with the current parameters each time).
+      identity: the parameters the index is about to be built with.
+      barrier_name: where the processes wait for process 0's removal.
+    """
+    if jax.process_index() == 0 and index_dir.is_dir():
+        try:
+            spec = index_format.read_spec(index_dir)
+        except UserError:
+            spec = None
+        if spec is None or not identity.same_model(spec.model):
+            shutil.rmtree(index_dir)
+    barrier(barrier_name)
 
 
 def _host_shards(num_shards: int) -> range:
@@ -188,7 +208,7 @@ class CorpusEncoder:
                 self.index_dir.mkdir(parents=True, exist_ok=True)
                 corpus_io.remove_partial_files(self.index_dir)  # temporary files of a killed build
                 index_format.write_spec(self.index_dir, self.spec)
-        _barrier("class_jax_index_spec")
+        barrier("class_jax_index_spec")
         complete = self._claim()
         if complete is not None:
             return complete
@@ -245,7 +265,7 @@ class CorpusEncoder:
         logging.info("Encoded %d passages in %.1f s (%.1f passages/s on this process).", sum(rows.values()),
                      elapsed, sum(rows.values()) / max(elapsed, 1e-9))
 
-        _barrier("class_jax_index_shards")
+        barrier("class_jax_index_shards")
         if jax.process_index() == 0:
             done = index_format.completed_shards(self.index_dir, self.spec)
             missing = [s for s in range(self.spec.num_shards) if s not in done]
@@ -253,7 +273,7 @@ class CorpusEncoder:
                 raise UserError(f"{self.index_dir}: shards {missing[:10]} are missing after encoding; is the "
                                 "directory on a file system every host sees?")
             index_format.write_manifest(self.index_dir, self.spec, done.values())
-        _barrier("class_jax_index_manifest")
+        barrier("class_jax_index_manifest")
         return index_format.read_json(self.index_dir / index_format.MANIFEST_FILE)
 
 
