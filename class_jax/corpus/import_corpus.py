@@ -9,7 +9,8 @@ links, pages or entity table, so an imported corpus cannot be mined (docs/data_f
 Reading follows the authors' loaders: `csv.reader(delimiter='\\t')` (fields may be double-quoted with `""` escapes
 and hold tabs and newlines inside quotes), rows whose first field is `id` are skipped as headers, ids are kept
 exactly as published, and CORA titles are NFC-normalised (`unicodedata.normalize('NFC', title)`) as the CORA / CLASS
-code does for `all_w100.tsv`.
+code does for `all_w100.tsv`. `iter_passage_file` streams a file's passages read and checked the same way, without
+writing anything (`build-fid` reads the release's `psgs_w100.tsv` with it: class_jax/fid/release_formats.py).
 
 Sharding and resumption: input records (data rows after the header, bad ones included) are cut into chunks of
 `rows_per_shard`; chunk i writes `passages-{i:05d}.jsonl.gz` in every language it holds, then the sorted 64-bit hashes
@@ -187,6 +188,154 @@ class _ChunkWriter:
         self._stack.__exit__(RuntimeError, error, None)
 
 
+class _RowParser:
+    """Turns the csv fields of one row of a DPR / CORA file into a passage record (`CorpusImporter` and
+    `iter_passage_file` read rows the same way).
+
+    Args:
+      input_path: the file, for messages.
+      settings: its format and default language.
+    """
+
+    def __init__(self, input_path: str, settings: ImportSettings):
+        self.input_path = input_path
+        self.settings = settings
+        self.default_lang = settings.lang or ("en" if settings.format == "dpr" else None)
+
+    def default_columns(self, row: list[str]) -> tuple[str, ...]:
+        """The columns of a file without a header, from its first data row."""
+        return _COLUMNS + (("lang",) if self.settings.format == "cora" and len(row) == 4 else ())
+
+    def header_columns(self, row: list[str], line: int) -> tuple[str, ...]:
+        """The column names a header row gives.
+
+        Raises:
+          UserError: the header does not name the columns of the format (file and line).
+        """
+        allowed = _COLUMNS + (("lang",) if self.settings.format == "cora" else ())
+        if len(set(row)) != len(row) or not set(_COLUMNS) <= set(row) or not set(row) <= set(allowed):
+            raise UserError(f"{self.input_path}: line {line}: header {row!r}: expected the columns "
+                            f"{', '.join(allowed)} (lang optional, cora only)")
+        return tuple(row)
+
+    def parse(self, row: list[str], columns: tuple[str, ...], undecodable: bool) -> tuple[dict[str, Any], str]:
+        """The passage record and language of a data row.
+
+        Args:
+          row: the csv fields.
+          columns: the column names.
+          undecodable: a line of the row held bytes invalid in UTF-8 (escaped as lone surrogates).
+
+        Raises:
+          _BadRow: the row is malformed.
+        """
+        if undecodable and any(_SURROGATE.search(field) for field in row):
+            raise _BadRow("undecodable", "bytes that are not valid UTF-8")
+        if len(row) != len(columns):
+            raise _BadRow("columns", f"{len(row)} fields, expected {len(columns)} ({', '.join(columns)})")
+        fields = dict(zip(columns, row))
+        passage_id, text, title = fields["id"], fields["text"], fields["title"]
+        if not passage_id.strip():
+            raise _BadRow("empty_id", "empty id")
+        if "\n" in passage_id or "\r" in passage_id:
+            raise _BadRow("bad_id", f"id {passage_id!r} contains a line break")
+        if not text.strip():
+            raise _BadRow("empty_text", f"passage {passage_id!r}: empty text")
+        if self.settings.format == "cora":
+            title = unicodedata.normalize("NFC", title)
+        lang = self.language(passage_id, fields.get("lang"))
+        return {"id": passage_id, "lang": lang, "title": title, "text": text, "links": []}, lang
+
+    def language(self, passage_id: str, column: Optional[str]) -> str:
+        """The language of a row: its `lang` column, else its id's prefix, else the default (see ImportSettings).
+
+        Raises:
+          _BadRow: a malformed `lang`, or no language at all.
+        """
+        if self.settings.format == "dpr":
+            return self.default_lang
+        if column is not None:
+            if not _LANG_CODE.match(column):
+                raise _BadRow("bad_language", f"passage {passage_id!r}: lang {column!r} is not a language code")
+            return column
+        prefix = _ID_LANG_PREFIX.match(passage_id)
+        if prefix:
+            return prefix.group(1)
+        if self.default_lang is None:
+            raise _BadRow("no_language", f"passage {passage_id!r}: no lang column, no language prefix in the id "
+                                         "(like ar_123) and no --lang")
+        return self.default_lang
+
+
+def _csv_rows(lines: _Lines) -> Iterator[tuple[int, Optional[list[str]], Optional[_BadRow], bool]]:
+    """The rows of a tab-separated file as the authors' loaders read it (`csv.reader(delimiter='\\t')`).
+
+    Yields:
+      (the row's first line, its fields or None when the csv module cannot read it, that error, whether a line
+      of the row held bytes invalid in UTF-8). Blank lines come as empty field lists. `lines.line` and
+      `lines.offset` stand just past the row when it is yielded.
+    """
+    reader = csv.reader(lines, delimiter="\t")
+    while True:
+        start_line = lines.line + 1
+        undecodable_before = lines.undecodable_lines
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            yield start_line, None, _BadRow("csv", f"not readable as a tab-separated row ({e})"), False
+            continue
+        yield start_line, row, None, lines.undecodable_lines != undecodable_before
+
+
+def iter_passage_file(input_path: str, settings: ImportSettings) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Streams the passages of a DPR / CORA file in file order, read and checked exactly as `import-corpus` does.
+
+    Header rows and blank lines are skipped. Ids are not checked for repeats here (the importer does that across
+    its shards); a caller keeping some passages checks its own.
+
+    Args:
+      input_path: the `.tsv` file (plain, `.gz` or `.bz2`, recognised by their magic bytes).
+      settings: the format and default language (`skip_bad_rows` and `rows_per_shard` are not used: the first bad
+        row stops the reading).
+
+    Yields:
+      (the row's first line, its record {"id", "lang", "title", "text", "links": []}).
+
+    Raises:
+      UserError: the file cannot be read, or a bad row (wrong field count, empty id or text, bytes that are not
+        UTF-8, ...), naming the file and the line.
+    """
+    dump_reader.check_input_file(input_path)
+    parser = _RowParser(input_path, settings)
+    stream, raw = dump_reader.open_compressed(input_path)
+    lines = _Lines(stream, 0, 0)
+    columns: Optional[tuple[str, ...]] = None
+    try:
+        for start_line, row, error, undecodable in _csv_rows(lines):
+            if row is not None:
+                if not row:
+                    continue
+                if row[0] == "id":
+                    columns = columns or parser.header_columns(row, start_line)
+                    continue
+                columns = columns or parser.default_columns(row)
+                try:
+                    record, _ = parser.parse(row, columns, undecodable)
+                except _BadRow as bad:
+                    error = bad
+            if error is not None:
+                raise UserError(f"{input_path}: line {start_line}: {error}")
+            yield start_line, record
+    except dump_reader.DECOMPRESSION_ERRORS as e:
+        raise UserError(f"{input_path}: unreadable after line {lines.line}: {e}") from None
+    finally:
+        stream.close()
+        if raw is not stream:
+            raw.close()
+
+
 def _fingerprint(input_path: str, settings: ImportSettings) -> dict[str, Any]:
     with open(input_path, "rb") as f:
         head = f.read(_HEAD_BYTES)
@@ -219,7 +368,7 @@ class CorpusImporter:
         self.settings = settings
         self.progress = progress
         self.fingerprint = _fingerprint(input_path, settings)
-        self._default_lang = settings.lang or ("en" if settings.format == "dpr" else None)
+        self._parser = _RowParser(input_path, settings)
 
     # -- orchestration -------------------------------------------------------------------------------------------
 
@@ -356,7 +505,6 @@ class CorpusImporter:
     def _rows(self, lines: _Lines, chunk: "_ChunkState", hashes: _IdHashes, bar: ingest.ByteProgress,
               position: Callable[[], int]) -> Iterator[dict[str, Any]]:
         """Parses rows chunk by chunk; yields each committed chunk's marker."""
-        reader = csv.reader(lines, delimiter="\t")
         writer: Optional[_ChunkWriter] = None
         pending: list[tuple[int, dict[str, Any], str, int]] = []
         seen_in_chunk: dict[str, int] = {}
@@ -394,16 +542,7 @@ class CorpusImporter:
             return marker
 
         try:
-            while True:
-                start_line = lines.line + 1
-                undecodable_before = lines.undecodable_lines
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as e:
-                    row = None
-                    error = _BadRow("csv", f"not readable as a tab-separated row ({e})")
+            for start_line, row, error, undecodable in _csv_rows(lines):
                 if row is not None and not row:
                     chunk.blank_lines += 1
                     continue
@@ -411,16 +550,13 @@ class CorpusImporter:
                     # As DPR's and CORA's loaders do, any row whose first field is "id" is a header.
                     chunk.header_rows += 1
                     if chunk.columns is None:
-                        chunk.columns = self._header_columns(row, start_line)
+                        chunk.columns = self._parser.header_columns(row, start_line)
                     continue
                 if row is not None:
                     if chunk.columns is None:
-                        chunk.columns = _COLUMNS + (("lang",) if self.settings.format == "cora" and len(row) == 4
-                                                    else ())
+                        chunk.columns = self._parser.default_columns(row)
                     try:
-                        record, lang = self._parse(row, chunk.columns,
-                                                   lines.undecodable_lines != undecodable_before)
-                        error = None
+                        record, lang = self._parser.parse(row, chunk.columns, undecodable)
                     except _BadRow as bad:
                         error = bad
                 chunk.records += 1
@@ -442,56 +578,6 @@ class CorpusImporter:
             if writer is not None:
                 writer.abort()
             raise
-
-    def _header_columns(self, row: list[str], line: int) -> tuple[str, ...]:
-        allowed = _COLUMNS + (("lang",) if self.settings.format == "cora" else ())
-        if len(set(row)) != len(row) or not set(_COLUMNS) <= set(row) or not set(row) <= set(allowed):
-            raise UserError(f"{self.input_path}: line {line}: header {row!r}: expected the columns "
-                            f"{', '.join(allowed)} (lang optional, cora only)")
-        return tuple(row)
-
-    def _parse(self, row: list[str], columns: tuple[str, ...], undecodable: bool) -> tuple[dict[str, Any], str]:
-        """The passage record and language of a data row.
-
-        Args:
-          row: the csv fields.
-          columns: the column names.
-          undecodable: a line of the row held bytes invalid in UTF-8 (escaped as lone surrogates).
-
-        Raises:
-          _BadRow: the row is malformed.
-        """
-        if undecodable and any(_SURROGATE.search(field) for field in row):
-            raise _BadRow("undecodable", "bytes that are not valid UTF-8")
-        if len(row) != len(columns):
-            raise _BadRow("columns", f"{len(row)} fields, expected {len(columns)} ({', '.join(columns)})")
-        fields = dict(zip(columns, row))
-        passage_id, text, title = fields["id"], fields["text"], fields["title"]
-        if not passage_id.strip():
-            raise _BadRow("empty_id", "empty id")
-        if "\n" in passage_id or "\r" in passage_id:
-            raise _BadRow("bad_id", f"id {passage_id!r} contains a line break")
-        if not text.strip():
-            raise _BadRow("empty_text", f"passage {passage_id!r}: empty text")
-        if self.settings.format == "cora":
-            title = unicodedata.normalize("NFC", title)
-        lang = self._language(passage_id, fields.get("lang"))
-        return {"id": passage_id, "lang": lang, "title": title, "text": text, "links": []}, lang
-
-    def _language(self, passage_id: str, column: Optional[str]) -> str:
-        if self.settings.format == "dpr":
-            return self._default_lang
-        if column is not None:
-            if not _LANG_CODE.match(column):
-                raise _BadRow("bad_language", f"passage {passage_id!r}: lang {column!r} is not a language code")
-            return column
-        prefix = _ID_LANG_PREFIX.match(passage_id)
-        if prefix:
-            return prefix.group(1)
-        if self._default_lang is None:
-            raise _BadRow("no_language", f"passage {passage_id!r}: no lang column, no language prefix in the id "
-                                         "(like ar_123) and no --lang")
-        return self._default_lang
 
     def _bad(self, chunk: "_ChunkState", line: int, error: _BadRow) -> None:
         message = f"{self.input_path}: line {line}: {error}"

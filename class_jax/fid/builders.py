@@ -2,19 +2,24 @@
 
     questions (XOR-TyDi, NQ, MKQA, demo)  + retriever top-k   -> fine-tuning / evaluation FiD examples
     CLR-PT records with teacher passages (class-jax mine)     -> stage-1 FiD examples (passages fixed)
+    the release's CLR-PT queries + rankings + psgs_w100.tsv   -> stage-1 FiD examples (passages fixed, no scores)
     MLQA-PT records (class-jax mine)      + retriever top-k   -> stage-2 FiD examples (own source passage excluded)
 
 A retriever is anything with `top_k(queries, k) -> [(passage_ids, scores), ...]` best first (the stage-1 teacher
 interface, class_jax.mining.teacher.Teacher; BM25Teacher is one). Passages are looked up by id in a mapping (e.g.
 `load_passages` over an ingested corpus). `write_clr_pt_fid_files` / `write_mlqa_pt_fid_files` turn the output
-of `class-jax mine` (class_jax/mining/dataset_io.py) into the per-language FiD directories the stage gin files name.
+of `class-jax mine` (class_jax/mining/dataset_io.py) into the per-language FiD directories the stage gin files name;
+`write_release_clr_pt_fid_files` turns the authors' released stage-1 files (read by `release_formats`) into the
+same directories.
 """
 
 import itertools
 import os
-from typing import Iterable, Iterator, Mapping, Optional, Protocol, Sequence
+from typing import Collection, Iterable, Iterator, Mapping, Optional, Protocol, Sequence
 
 from class_jax.corpus import corpus_io
+from class_jax.fid import release_formats
+from class_jax.fid.release_formats import ParallelQuery, Ranking
 from class_jax.mining import dataset_io
 from class_jax.corpus.types import Passage
 from class_jax.runtime.errors import UserError
@@ -30,9 +35,11 @@ class Retriever(Protocol):
         """Per query, (passage ids, scores), best first."""
 
 
-def load_passages(corpus_dir: str | os.PathLike, languages: Sequence[str]) -> dict[str, Passage]:
-    """Passage id -> passage for the given languages of an ingested corpus."""
-    return {p.passage_id: p for lang in languages for p in corpus_io.iter_passages(corpus_dir, lang)}
+def load_passages(corpus_dir: str | os.PathLike, languages: Sequence[str],
+                  only: Optional[Collection[str]] = None) -> dict[str, Passage]:
+    """Passage id -> passage for the given languages of an ingested corpus (streamed; with `only`, just those ids)."""
+    return {p.passage_id: p for lang in languages for p in corpus_io.iter_passages(corpus_dir, lang)
+            if only is None or p.passage_id in only}
 
 
 def _attach(passage_ids: Sequence[str], scores: Sequence[float], passages: Mapping[str, Passage],
@@ -232,3 +239,145 @@ def write_question_fid_files(questions: Sequence[GoldQuestion], retriever: Retri
     return fid_files.write_fid_examples(
         fid_examples_for_questions(questions, retriever, passages, num_passages, with_target=with_target),
         out_dir, num_shards, num_passages=num_passages, overwrite=overwrite)
+
+
+def fid_examples_from_release_clr_pt(rankings: Iterable[Ranking], queries: Mapping[str, ParallelQuery],
+                                     passages: Mapping[str, Passage], lang: str, k: int,
+                                     rankings_file: str = "rankings") -> Iterator[FiDExample]:
+    """Stage-1 examples from the release's parallel queries and the teacher's rankings (`release_formats`).
+
+    The query is the translation with the answer masked as the release masks it (`_X_`), the English query the
+    English cloze, the target the answer, the passages the ranking's first k in its order. There are no teacher
+    scores (the release's neural teacher scores the passages during training), and passage scores are 0.
+
+    Args:
+      rankings: the rankings of this language's queries, in the order to write.
+      queries: qid -> query; every ranking's qid must be here.
+      passages: id -> passage; every id of a ranking's first k must be here.
+      lang: the queries' language.
+      k: passages per query.
+      rankings_file: the rankings' file, for messages.
+
+    Yields:
+      FiD examples in ranking order.
+
+    Raises:
+      UserError: a ranking names a query or passage that is not given.
+    """
+    for ranking in rankings:
+        where = f"{rankings_file}: entry [{ranking.index}] (qid {ranking.qid!r})"
+        query = queries.get(ranking.qid)
+        if query is None:
+            raise UserError(f"{where}: no such qid among the queries")
+        ids = ranking.passage_ids[:k]
+        yield FiDExample(id=query.qid, lang=lang, question=query.masked_translation, answers=(query.answer,),
+                         target=query.answer, english_question=query.english_cloze,
+                         passages=_attach(ids, [0.0] * len(ids), passages, where))
+
+
+def _rankings_by_language(rankings_paths: Mapping[str, str], queries_paths: Mapping[str, str],
+                          queries: Mapping[str, Mapping[str, ParallelQuery]],
+                          k: int) -> dict[str, list[Ranking]]:
+    """Reads each rankings file once and gives each ranking to the language whose queries hold its qid.
+
+    Returns:
+      lang -> its rankings in file order, each cut to its first k ids.
+
+    Raises:
+      UserError: a bad rankings file, or a ranking whose qid is in none (or several) of the queries files that
+        share its rankings file.
+    """
+    by_lang: dict[str, list[Ranking]] = {lang: [] for lang in rankings_paths}
+    for path in dict.fromkeys(rankings_paths.values()):
+        sharing = [lang for lang, other in rankings_paths.items() if other == path]
+        for ranking in release_formats.read_rankings(path, max_passages=k):
+            owners = [lang for lang in sharing if ranking.qid in queries[lang]]
+            if len(owners) != 1:
+                files = ", ".join(queries_paths[lang] for lang in (owners or sharing))
+                problem = "no such qid in" if not owners else "the qid is in several queries files:"
+                raise UserError(f"{path}: entry [{ranking.index}] (qid {ranking.qid!r}): {problem} {files}")
+            by_lang[owners[0]].append(ranking)
+    return by_lang
+
+
+def write_release_clr_pt_fid_files(queries_template: str, rankings_template: str, out_template: str,
+                                   languages: Sequence[str], *, num_passages: int,
+                                   passages_file: Optional[str] = None, corpus_dir: Optional[str] = None,
+                                   passage_langs: Sequence[str] = ("en",), num_shards: int = 1,
+                                   overwrite: bool = False) -> dict[str, dict]:
+    """Stage-1 FiD directories from the authors' released CLR-PT files (see `release_formats`).
+
+    "{lang}" in a template is replaced by each language. The queries files must differ per language (they hold no
+    language); one rankings file may serve several languages, each ranking going to the language whose queries
+    hold its qid. The passages are read once, keeping only those the rankings' first k name. Queries without a
+    ranking are not written (the release trains on the ranked queries only) and are counted in the manifest's
+    metadata, with short rankings (fewer than k ids) and the translations that had the answer masked.
+
+    Args:
+      queries_template: the parallel-queries file(s), `mss.parallel.train.txt`.
+      rankings_template: the ranking JSON file(s), `mss.parallel.train.json`.
+      out_template: the output directories.
+      languages: the languages to build.
+      num_passages: k.
+      passages_file: DPR-style `psgs_w100.tsv` holding the ranked passages; or
+      corpus_dir: a corpus directory holding them (e.g. `class-jax import-corpus --format dpr` of that file),
+        read in `passage_langs`.
+      passage_langs: the corpus languages to read with `corpus_dir`.
+      num_shards: TFRecord shards per directory.
+      overwrite: replace complete directories.
+
+    Returns:
+      lang -> the written manifest.
+
+    Raises:
+      UserError: a bad file (see `release_formats`), a ranking whose qid is in no queries file, a ranked passage
+        missing from the passages, a language none of whose queries is ranked, or neither or both passage
+        sources.
+    """
+    if (passages_file is None) == (corpus_dir is None):
+        raise UserError("give the passages as exactly one of a passages file or a corpus directory")
+    languages = list(dict.fromkeys(languages))
+    queries_paths = {lang: queries_template.replace("{lang}", lang) for lang in languages}
+    rankings_paths = {lang: rankings_template.replace("{lang}", lang) for lang in languages}
+    if len(set(queries_paths.values())) < len(queries_paths):
+        raise UserError(f"{queries_template}: one queries file for the languages {', '.join(languages)}; a queries "
+                        f"file holds no language, so its path needs {{lang}} (or build one language)")
+    queries = {lang: release_formats.read_parallel_queries(queries_paths[lang]) for lang in languages}
+    rankings = _rankings_by_language(rankings_paths, queries_paths, queries, num_passages)
+    for lang in languages:
+        if not rankings[lang]:
+            raise UserError(f"{rankings_paths[lang]}: ranks none of the {len(queries[lang])} queries of "
+                            f"{queries_paths[lang]}")
+    wanted = {pid for ranked in rankings.values() for ranking in ranked for pid in ranking.passage_ids}
+    if passages_file is not None:
+        source = passages_file
+        passages = release_formats.read_passages(passages_file, wanted)
+    else:
+        source = f"the corpus {corpus_dir} ({', '.join(passage_langs)})"
+        passages = load_passages(corpus_dir, passage_langs, only=wanted)
+    missing = len(wanted) - len(passages)
+    if missing:
+        for lang in languages:
+            for ranking in rankings[lang]:
+                absent = next((pid for pid in ranking.passage_ids if pid not in passages), None)
+                if absent is not None:
+                    raise UserError(f"{rankings_paths[lang]}: entry [{ranking.index}] (qid {ranking.qid!r}): passage "
+                                    f"{absent!r} is not in {source} ({missing} ranked passage ids are missing in all)")
+    manifests = {}
+    for lang in languages:
+        ranked = {ranking.qid for ranking in rankings[lang]}
+        unranked = [qid for qid in queries[lang] if qid not in ranked]
+        metadata = {
+            "source": "release", "queries": queries_paths[lang], "rankings": rankings_paths[lang],
+            "passages": passages_file if passages_file is not None else corpus_dir,
+            "ranked_queries": len(ranked), "unranked_queries": len(unranked), "unranked_examples": unranked[:5],
+            "short_rankings": sum(len(r.passage_ids) < num_passages for r in rankings[lang]),
+            "masked_translations": sum(queries[lang][r.qid].answer in queries[lang][r.qid].translation
+                                       for r in rankings[lang]),
+        }
+        examples = fid_examples_from_release_clr_pt(rankings[lang], queries[lang], passages, lang, num_passages,
+                                                    rankings_paths[lang])
+        manifests[lang] = fid_files.write_fid_examples(
+            examples, out_template.replace("{lang}", lang), num_shards, num_passages=num_passages,
+            overwrite=overwrite, metadata=metadata)
+    return manifests
