@@ -11,8 +11,17 @@ passage tokenised for training is bit-identical to the one the index encoded:
     targets               the answer tokens; `seqio.preprocessors.append_eos_after_trim` then cuts them to
                           La - 1 and appends EOS                                           int32 [<= La]
 
+Stage 1 with a neural teacher (the task has a teacher vocabulary) adds the teacher's inputs, tokenised with the
+teacher's vocabulary from exactly the texts of the student's features:
+
+    teacher_query_tokens    the English cloze as english_query_tokens (`question: {q}`, no EOS)  int32 [<= Lq_t]
+    teacher_passage_tokens  the passages as passage_tokens (cut to Lp_t - 1, then EOS; the same
+                            empty slots)                                                     int32 [k, Lp_t]
+    teacher_targets         the answer as targets (EOS appended after the cut to La_t - 1)     int32 [<= La_t]
+
 Lengths come from the task's `sequence_length`: Lq = sequence_length["query_tokens"], (k, Lp) =
-sequence_length["passage_tokens"], La = sequence_length["targets"]; without one (inspecting a task), the paper's
+sequence_length["passage_tokens"], La = sequence_length["targets"], and likewise Lq_t, (k, Lp_t) and La_t under
+the teacher features' names (their k must be the passages' k); without one (inspecting a task), the paper's
 50 / 200 / 50 and the file's own k apply. Raw string fields (id, lang, question, answers, passage texts, ...) are
 kept for the metrics and passed over by the feature converter.
 """
@@ -25,6 +34,8 @@ import tensorflow as tf
 from class_jax.tasks import text_inputs
 
 ANSWER_MAX_LENGTH = 50
+# The stage-1 features in the neural teacher's vocabulary (see the module docstring).
+TEACHER_FEATURES = ("teacher_query_tokens", "teacher_passage_tokens", "teacher_targets")
 
 
 def _query_length(sequence_length: Optional[Mapping[str, Any]], name: str = "query_tokens") -> int:
@@ -33,17 +44,18 @@ def _query_length(sequence_length: Optional[Mapping[str, Any]], name: str = "que
     return text_inputs.QUERY_MAX_LENGTH
 
 
-def passage_shape(sequence_length: Optional[Mapping[str, Any]]) -> tuple[Optional[int], int]:
-    """(k, Lp) from `sequence_length["passage_tokens"]`; k is None (keep the file's) without one.
+def passage_shape(sequence_length: Optional[Mapping[str, Any]],
+                  name: str = "passage_tokens") -> tuple[Optional[int], int]:
+    """(k, Lp) from `sequence_length[name]`; k is None (keep the file's) without one.
 
     Raises:
       ValueError: the length is not a (num_passages, passage_length) pair.
     """
-    if not sequence_length or sequence_length.get("passage_tokens") is None:
+    if not sequence_length or sequence_length.get(name) is None:
         return None, text_inputs.PASSAGE_MAX_LENGTH
-    value = sequence_length["passage_tokens"]
+    value = sequence_length[name]
     if isinstance(value, int) or len(value) != 2:
-        raise ValueError(f"sequence length of 'passage_tokens' must be (num_passages, passage_length), e.g. "
+        raise ValueError(f"sequence length of {name!r} must be (num_passages, passage_length), e.g. "
                          f"(100, 200); got {value!r}")
     return int(value[0]), int(value[1])
 
@@ -108,7 +120,8 @@ def _passage_tokens(vocabulary: seqio.Vocabulary, example: Mapping[str, tf.Tenso
 def fid_inputs(dataset: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],
                sequence_length: Optional[Mapping[str, Any]] = None, *, answer_source: str = "target",
                with_english_query: bool = False, with_teacher_scores: bool = False,
-               drop_source_passage: bool = False, normalize_queries: bool = False) -> tf.data.Dataset:
+               drop_source_passage: bool = False, normalize_queries: bool = False,
+               with_teacher_inputs: bool = False) -> tf.data.Dataset:
     """FiD record (see tasks/fid_files.py) -> query_tokens, passage_tokens, targets (+ stage-1 features).
 
     Args:
@@ -123,14 +136,40 @@ def fid_inputs(dataset: tf.data.Dataset, output_features: Mapping[str, seqio.Fea
         refresh drops it).
       normalize_queries: normalise `question` as the release does (`text_inputs.normalize_query`) before
         tokenising it. The parallel English cloze is left as it is: the release normalises non-English queries.
+        The teacher's query is the English cloze, so it is left as it is too.
+      with_teacher_inputs: also produce teacher_query_tokens, teacher_passage_tokens and teacher_targets with
+        the vocabulary of the output features of those names (stage 1 with a neural teacher; needs
+        `with_english_query`).
 
     Returns:
       The mapped dataset.
+
+    Raises:
+      ValueError: an unknown answer source, teacher inputs without the English query or without their output
+        features, or a teacher passage count other than the passages'.
     """
     if answer_source not in ("target", "first_answer"):
         raise ValueError(f"answer_source must be 'target' or 'first_answer', got {answer_source!r}")
     vocabulary = output_features["query_tokens"].vocabulary
     num_slots, passage_length = passage_shape(sequence_length)
+    if with_teacher_inputs:
+        if not with_english_query:
+            raise ValueError("with_teacher_inputs needs with_english_query (the teacher reads the English cloze)")
+        missing = [name for name in TEACHER_FEATURES if name not in output_features]
+        if missing:
+            raise ValueError(f"with_teacher_inputs: the task has no output features {missing} (give it a teacher "
+                             f"vocabulary)")
+        teacher_vocabulary = output_features["teacher_query_tokens"].vocabulary
+        teacher_slots, teacher_passage_length = passage_shape(sequence_length, "teacher_passage_tokens")
+        if teacher_slots is not None and teacher_slots != num_slots:
+            raise ValueError(f"sequence length of 'teacher_passage_tokens' has {teacher_slots} passages, "
+                             f"'passage_tokens' {num_slots}; the teacher reads the same passages")
+
+    def english_query_ids(example: Mapping[str, tf.Tensor], query_vocabulary: seqio.Vocabulary,
+                          name: str) -> tf.Tensor:
+        # The one English query text of the student's and the teacher's features (not normalised, see above).
+        return text_inputs.query_ids_tf(query_vocabulary, example["english_question"],
+                                        _query_length(sequence_length, name))
 
     def convert(example: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         out = dict(example)
@@ -150,8 +189,12 @@ def fid_inputs(dataset: tf.data.Dataset, output_features: Mapping[str, seqio.Fea
         out["targets_pretokenized"] = answer
         out["targets"] = _answer_tokens(output_features["targets"].vocabulary, answer)
         if with_english_query:
-            out["english_query_tokens"] = text_inputs.query_ids_tf(
-                vocabulary, example["english_question"], _query_length(sequence_length, "english_query_tokens"))
+            out["english_query_tokens"] = english_query_ids(example, vocabulary, "english_query_tokens")
+        if with_teacher_inputs:
+            out["teacher_query_tokens"] = english_query_ids(example, teacher_vocabulary, "teacher_query_tokens")
+            out["teacher_passage_tokens"] = _passage_tokens(teacher_vocabulary, example, num_slots,
+                                                            teacher_passage_length, drop_source_passage)
+            out["teacher_targets"] = _answer_tokens(output_features["teacher_targets"].vocabulary, answer)
         if with_teacher_scores:
             real = tf.range(tf.shape(example["teacher_scores"])[0]) < tf.cast(example["num_passages"], tf.int32)
             scores = tf.where(real, example["teacher_scores"], 0.0)

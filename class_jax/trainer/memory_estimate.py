@@ -341,7 +341,7 @@ def input_spec_from_dataset_config(model: Any, dataset_cfg: Any) -> dict[str, tu
     spec = {}
     for name, length in model_lengths.items():
         task_length = lengths.get(name)
-        if isinstance(task_length, (tuple, list)) and name == "passage_tokens":
+        if isinstance(task_length, (tuple, list)):  # passage_tokens, teacher_passage_tokens
             shape = (batch, int(task_length[0]), int(task_length[1]))
         else:
             shape = (batch, int(length))
