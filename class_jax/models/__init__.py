@@ -11,6 +11,9 @@ Modules, in data-flow order:
   losses             answer cross-entropy, retrieval distillation KLs, the retrieval target
   decoding           greedy and beam decoding over a cached step function
   base               the BaseModel contract the trainer, evaluator and retrieval code rely on
+  clr_pt             stage 1 as the release trains it: doubled batch, global-batch KLs, per-chunk reader terms,
+                     and the split GradCache needs
+  teacher            the stage-1 neural teacher's scores over the global batch and its decoder distribution
   feature_converter  SeqIO task features -> CLASSModel batch features (imported on use: it pulls in TensorFlow)
   class_model        CLASSModel: the BaseModel the trainer drives
 """

@@ -58,3 +58,13 @@ class BaseModel(abc.ABC):
         """Analytic FLOPs of one forward+backward pass over a batch of these shapes (for MFU); 0 if unknown."""
         del input_shapes
         return 0.0
+
+    def grad_cache_parts(self) -> Any:
+        """The loss split for a GradCache step (a loss with a term over the whole batch), or None (the default).
+
+        A model whose loss has a term that spans the whole batch (stage 1's in-batch retrieval scores) returns an
+        object with `vectors`, `retrieval_loss`, `reader_loss` and `totals` (class_jax/models/clr_pt.py), so that
+        gradient accumulation over microbatches keeps the term over the whole batch (class_jax/trainer/
+        grad_cache.py).
+        """
+        return None

@@ -8,10 +8,17 @@ Batch features (all int32 unless said otherwise):
   decoder_loss_weights   [B, La]      1 on target tokens.
 Stage 1 (CLR-PT) adds:
   english_query_tokens   [B, Lq]      the parallel English cloze.
-  teacher_scores         [B, k] float (own passages only: see LossConfig.unscored_passages) or [B, B*k] float
-                         (every query against every passage of the global batch).
-  teacher_reader_scores  [B, k] float (optional; logits of the teacher reader's passage distribution, for
-                         LossConfig.decoder_teacher_kl; without them the teacher's retrieval scores stand in).
+  teacher_scores         [B, k] float (own passages only, BM25 from the FiD files: see
+                         LossConfig.unscored_passages) or [B, B*k] float (every query against every passage of the
+                         global batch: a neural teacher's, filled in by the train step, trainer/teacher.py).
+  teacher_reader_distribution
+                         [B, k] float (a neural teacher's decoder passage distribution, filled in by the train
+                         step; without it the BM25 teacher's own-passage distribution stands in).
+Stage 1 with a neural teacher (task feature lengths name the teacher's; tasks/fid_tasks.py teacher_vocab_path) adds,
+in the teacher's vocabulary (e.g. T5's English one for ReAtt), from the same texts as the student's features:
+  teacher_query_tokens          [B, Lq_t]     the English cloze, `question: {q}`, no EOS, 0-padded.
+  teacher_passage_tokens        [B, k, Lp_t]  the same k passages + EOS; the same all-zero empty slots.
+  teacher_decoder_input_tokens  [B, La_t]     the answer shifted right (starts with 0).
 """
 
 import dataclasses
@@ -20,6 +27,7 @@ from typing import Any, Mapping, Optional
 import jax
 import jax.numpy as jnp
 
+from class_jax.models import clr_pt
 from class_jax.models import decoding
 from class_jax.models import losses
 from class_jax.models import retrievers
@@ -38,28 +46,27 @@ class LossConfig:
 
     Attributes:
       stage: the training stage (class_jax/runtime/stages.py; a name is parsed into a Stage): "mlqa_pt" or
-        "finetune" (stages 2 and 3: CE + alpha * KL(reader target ‖ retriever)) or "clr_pt" (stage 1: CE + alpha *
-        [KL(T‖S_en) + KL(T‖S_xx) + KL(sg(S_en)‖S_xx)] over the global batch). The old "reader" still reads, as
-        "finetune", with a FutureWarning.
+        "finetune" (stages 2 and 3: CE + alpha * KL(reader target ‖ retriever)) or "clr_pt" (stage 1, the
+        release's loss over a doubled batch of English and target-language chunks: class_jax/models/clr_pt.py).
+        The old "reader" still reads, as "finetune", with a FutureWarning.
       alpha: weight of the retrieval KL terms (8 in the paper).
       ce_weight: weight of the answer cross-entropy.
       label_smoothing: of the answer cross-entropy.
-      teacher_temperature: stage 1: softmax temperature applied to teacher scores.
-      kl_teacher_en / kl_teacher_xx / kl_en_xx: stage-1 terms, each switchable.
-      decoder_teacher_kl: stage 1: add alpha * KL(teacher ‖ student reader's passage distribution), the
-        distribution stage 2 takes its retrieval target from (`losses.reader_passage_distribution`), trained
-        here so that it already points at relevant passages when stage 2 starts. The teacher is
-        softmax(teacher_reader_scores) when the batch has them (a teacher with a reader); a teacher without one
-        (BM25) gives its retrieval distribution over the query's own k passages, at `teacher_temperature`.
-      answer_alignment_kl: stage 1: also decode from the English query and add
-        KL(sg(P_en(answer)) ‖ P_xx(answer)) per answer token.
-      reader_retriever_kl: stage 1: also add the stage-2 KL(reader target ‖ S_xx over own passages).
-      unscored_passages: stage 1 with teacher scores of each query's own k passages only ([B, k]): what the other
-        queries' passages are to it. "negatives" (default): they stay in the students' softmax with zero teacher
-        probability — the global-batch loss of the paper under a top-k teacher, which ranks everything outside its
-        k below them — except exact copies of the query's own passages, which are left out. "ignore": every KL
-        is taken over the query's own k passages only, which leaves the students no negatives (a retriever
-        trained from scratch this way does not learn to separate relevant from irrelevant passages).
+      teacher_temperature: stage 1: softmax temperature applied to teacher scores (1 in the release).
+      kl_teacher_en / kl_teacher_xx / kl_en_xx: stage-1 retrieval terms, each switchable.
+      decoder_teacher_kl: stage 1: KL(teacher's decoder passage distribution ‖ student reader's) per chunk (the
+        distribution stage 2 takes its retrieval target from). A neural teacher gives its decoder's distribution;
+        the BM25 teacher its retrieval distribution over the query's own k passages, at `teacher_temperature`.
+      decoder_teacher_weight: its weight (1 in the release).
+      answer_alignment_kl: stage 1: KL(sg(P_en(answer)) ‖ P_xx(answer)) per answer token of each target-language
+        chunk.
+      answer_alignment_weight: its weight (1 in the release).
+      unscored_passages: stage 1 with teacher scores of each query's own k passages only ([B, k], BM25): what the
+        other queries' passages are to it. "negatives" (default): they stay in the students' softmax with zero
+        teacher probability — the global-batch loss of the paper under a top-k teacher, which ranks everything
+        outside its k below them — except exact copies of the query's own passages, which are left out.
+        "ignore": every KL is taken over the query's own k passages only, which leaves the students no negatives
+        (a retriever trained from scratch this way does not learn to separate relevant from irrelevant passages).
     """
 
     stage: stages.Stage = stages.Stage.FINETUNE
@@ -70,9 +77,10 @@ class LossConfig:
     kl_teacher_en: bool = True
     kl_teacher_xx: bool = True
     kl_en_xx: bool = True
-    decoder_teacher_kl: bool = False
-    answer_alignment_kl: bool = False
-    reader_retriever_kl: bool = False
+    decoder_teacher_kl: bool = True
+    decoder_teacher_weight: float = 1.0
+    answer_alignment_kl: bool = True
+    answer_alignment_weight: float = 1.0
     unscored_passages: str = "negatives"
 
     def __post_init__(self):
@@ -185,81 +193,31 @@ class CLASSModel(BaseModel):
 
     def loss_fn(self, params: PyTree, batch: Mapping[str, Array],
                 dropout_rng: Optional[Array]) -> tuple[Array, dict[str, Array]]:
+        if self.loss_config.stage is stages.Stage.CLR_PT:
+            return clr_pt.loss_fn(self, params, batch, dropout_rng)
         cfg = self.loss_config
         k = batch["passage_tokens"].shape[1]
         out = self._forward(params, batch["query_tokens"], batch, dropout_rng)
         ce, num_tokens, correct = losses.cross_entropy(out["logits"], batch["decoder_target_tokens"],
                                                        batch["decoder_loss_weights"], cfg.label_smoothing)
-        metrics = {"loss/ce": ce, "accuracy": correct / jnp.maximum(num_tokens, 1.0), "num_tokens": num_tokens}
-        loss = cfg.ce_weight * ce
         passage_present = jnp.any(batch["passage_tokens"] > 0, axis=-1)  # [B, k]
-        query_side = self._vectors(params, out["query_readout"], True)
-        passage_side = self._vectors(params, out["passage_readout"], False)
-        if cfg.stage is not stages.Stage.CLR_PT or cfg.reader_retriever_kl:
-            target = losses.retrieval_target(out["cross_probs"], out["encoded_valid"], k)
-            own = self._own_scores(params, query_side, passage_side)
-            kl = losses.reader_retriever_kl(target, own, passage_present)
-            metrics["loss/kl_reader_retriever"] = kl
-            loss = loss + cfg.alpha * kl
-        if cfg.stage is stages.Stage.CLR_PT:
-            loss = loss + self._clr_pt_terms(params, batch, out, query_side, passage_side, passage_present,
-                                             dropout_rng, metrics)
-        metrics["loss"] = loss
+        target = losses.retrieval_target(out["cross_probs"], out["encoded_valid"], k)
+        own = self._own_scores(params, self._vectors(params, out["query_readout"], True),
+                               self._vectors(params, out["passage_readout"], False))
+        kl = losses.reader_retriever_kl(target, own, passage_present)
+        loss = cfg.ce_weight * ce + cfg.alpha * kl
+        metrics = {"loss/ce": ce, "loss/kl_reader_retriever": kl, "accuracy": correct / jnp.maximum(num_tokens, 1.0),
+                   "num_tokens": num_tokens, "loss": loss}
         return loss, metrics
+
+    def grad_cache_parts(self) -> Optional[clr_pt.GradCacheParts]:
+        """Stage 1: the loss split the GradCache step needs (its retrieval term spans the whole batch); else None."""
+        return clr_pt.grad_cache_parts(self) if self.loss_config.stage is stages.Stage.CLR_PT else None
 
     def _own_scores(self, params: PyTree, query_side: dict[str, Array], passage_side: dict[str, Array]) -> Array:
         """Each query against its own k passages: [B, k]."""
         return self.retriever.own_scores(self.config, query_side, passage_side, self._relative_bias(params),
                                          self.token_chunk_size)
-
-    def _clr_pt_terms(self, params: PyTree, batch: Mapping[str, Array], out: dict[str, Array],
-                      query_side: dict[str, Array], passage_side: dict[str, Array], passage_present: Array,
-                      dropout_rng: Optional[Array], metrics: dict[str, Array]) -> Array:
-        cfg = self.loss_config
-        num_queries, k = passage_present.shape
-        english = self.encode_for_retrieval(params, batch["english_query_tokens"], is_query=True)
-        s_xx = self.score(params, query_side, passage_side)  # [B, B*k]
-        s_en = self.score(params, english, passage_side)
-        mask = jnp.broadcast_to(passage_present.reshape(1, -1), s_xx.shape)
-        teacher = batch["teacher_scores"].astype(jnp.float32)
-        teacher_mask = mask
-        if teacher.shape[1] == k:  # own passages only: place them on the block diagonal
-            own_block = jnp.eye(num_queries, dtype=bool)[:, :, None]
-            teacher = jnp.where(own_block, teacher[:, None, :], 0.0).reshape(num_queries, num_queries * k)
-            teacher_mask = jnp.broadcast_to(own_block, (num_queries, num_queries, k)).reshape(num_queries, -1)
-            if cfg.unscored_passages == "negatives":
-                copies = losses.copies_of_own_passages(batch["passage_tokens"])
-                mask = mask & (teacher_mask | ~copies)
-            elif cfg.unscored_passages == "ignore":
-                mask = mask & teacher_mask
-            else:
-                raise ValueError(f"LossConfig.unscored_passages={cfg.unscored_passages!r}: expected 'negatives' or "
-                                 "'ignore'")
-        terms = losses.clr_pt_retrieval_losses(teacher, s_en, s_xx, mask, cfg.teacher_temperature, teacher_mask)
-        total = 0.0
-        for name, enabled in (("kl_teacher_en", cfg.kl_teacher_en), ("kl_teacher_xx", cfg.kl_teacher_xx),
-                              ("kl_en_xx", cfg.kl_en_xx)):
-            metrics[f"loss/{name}"] = terms[name]
-            total = total + (cfg.alpha * terms[name] if enabled else 0.0)
-        if cfg.decoder_teacher_kl:
-            if "teacher_reader_scores" in batch:
-                teacher_logits = batch["teacher_reader_scores"].astype(jnp.float32)
-            else:  # the retrieval teacher's scores of each query's own k passages
-                own = batch["teacher_scores"].astype(jnp.float32)
-                if own.shape[1] != k:
-                    own = own.reshape(num_queries, num_queries, k)[jnp.arange(num_queries), jnp.arange(num_queries)]
-                teacher_logits = own / cfg.teacher_temperature
-            teacher_reader = jnp.exp(losses.masked_log_softmax(teacher_logits, passage_present))
-            reader = losses.reader_passage_distribution(out["cross_probs"], out["encoded_valid"], k)
-            kl = losses.kl_divergence(teacher_reader, jnp.log(jnp.maximum(reader, 1e-20)), passage_present)
-            metrics["loss/kl_decoder_teacher"] = kl
-            total = total + cfg.alpha * kl
-        if cfg.answer_alignment_kl:
-            english_out = self._forward(params, batch["english_query_tokens"], batch, dropout_rng)
-            kl = losses.token_distribution_kl(english_out["logits"], out["logits"], batch["decoder_loss_weights"])
-            metrics["loss/kl_answer_alignment"] = kl
-            total = total + cfg.alpha * kl
-        return total
 
     # ------------------------------------------------------------------------------------------ decoding
     def _step_fn(self, params: PyTree, encoded: Array, encoded_valid: Array):

@@ -11,9 +11,24 @@ Array = jax.Array
 _MASKED = -1e9
 
 
+def token_cross_entropy(logits: Array, targets: Array, label_smoothing: float = 0.0) -> Array:
+    """Per-token cross-entropy [batch, len] (float32), with `label_smoothing` spread uniformly over the vocabulary."""
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    target_log_probs = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    if label_smoothing:
+        return -(1.0 - label_smoothing) * target_log_probs - label_smoothing * jnp.mean(log_probs, -1)
+    return -target_log_probs
+
+
+def per_row_mean(values: Array, weights: Array) -> Array:
+    """Weighted mean of each row of [batch, len] values: [batch] (0 for a row without weight)."""
+    weights = weights.astype(jnp.float32)
+    return jnp.sum(values * weights, axis=-1) / jnp.maximum(jnp.sum(weights, axis=-1), 1.0)
+
+
 def cross_entropy(logits: Array, targets: Array, weights: Array,
                   label_smoothing: float = 0.0) -> tuple[Array, Array, Array]:
-    """Token-level cross-entropy.
+    """Token-level cross-entropy, the mean over all weighted tokens of the batch.
 
     Args:
       logits: [batch, len, vocab] float32.
@@ -24,12 +39,7 @@ def cross_entropy(logits: Array, targets: Array, weights: Array,
     Returns:
       (mean loss over weighted tokens, number of weighted tokens, number of correct argmax predictions).
     """
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    target_log_probs = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-    if label_smoothing:
-        token_loss = -(1.0 - label_smoothing) * target_log_probs - label_smoothing * jnp.mean(log_probs, -1)
-    else:
-        token_loss = -target_log_probs
+    token_loss = token_cross_entropy(logits, targets, label_smoothing)
     weights = weights.astype(jnp.float32)
     num_tokens = jnp.sum(weights)
     loss = jnp.sum(token_loss * weights) / jnp.maximum(num_tokens, 1.0)
@@ -42,25 +52,32 @@ def masked_log_softmax(scores: Array, mask: Array) -> Array:
     return jax.nn.log_softmax(jnp.where(mask, scores.astype(jnp.float32), _MASKED), axis=-1)
 
 
-def kl_divergence(target_probs: Array, log_probs: Array, mask: Array) -> Array:
-    """Mean over rows of KL(target ‖ q) = Σ t (log t − log q), restricted to mask.
-
-    Rows whose mask is empty contribute zero and are not counted.
+def kl_per_row(target_probs: Array, log_probs: Array, mask: Array) -> Array:
+    """KL(target ‖ q) = Σ t (log t − log q) of each row, restricted to mask: [...] (0 for an empty row).
 
     Args:
-      target_probs: [..., n] target distribution (rows sum to 1 over the mask); treated as given (no gradient
-        is stopped here: callers decide).
+      target_probs: [..., n] target distribution; treated as given (no gradient is stopped here: callers decide).
+      log_probs: [..., n] log of the predicted distribution.
+      mask: [..., n] bool.
+    """
+    target_probs = jnp.where(mask, target_probs, 0.0)
+    return jnp.sum(jnp.where(mask, jax.scipy.special.xlogy(target_probs, target_probs) - target_probs * log_probs,
+                             0.0), axis=-1)
+
+
+def kl_divergence(target_probs: Array, log_probs: Array, mask: Array) -> Array:
+    """Mean over non-empty rows of `kl_per_row` (torch's `kl_div(log_probs, target, 'batchmean')` when none is empty).
+
+    Args:
+      target_probs: [..., n] target distribution (rows sum to 1 over the mask).
       log_probs: [..., n] log of the predicted distribution.
       mask: [..., n] bool.
 
     Returns:
       Scalar mean KL over non-empty rows.
     """
-    target_probs = jnp.where(mask, target_probs, 0.0)
-    per_row = jnp.sum(jnp.where(mask, jax.scipy.special.xlogy(target_probs, target_probs)
-                                - target_probs * log_probs, 0.0), axis=-1)
     rows = jnp.any(mask, axis=-1).astype(jnp.float32)
-    return jnp.sum(per_row * rows) / jnp.maximum(jnp.sum(rows), 1.0)
+    return jnp.sum(kl_per_row(target_probs, log_probs, mask) * rows) / jnp.maximum(jnp.sum(rows), 1.0)
 
 
 def reader_passage_distribution(cross_probs: Array, encoded_valid: Array, num_passages: int) -> Array:
@@ -152,10 +169,8 @@ def clr_pt_retrieval_losses(teacher_scores: Array, student_en: Array, student_xx
     }
 
 
-def token_distribution_kl(target_logits: Array, logits: Array, weights: Array) -> Array:
-    """Mean over weighted positions of KL(softmax(stopgrad(target_logits)) ‖ softmax(logits)) (answer alignment)."""
+def token_distribution_kl_per_token(target_logits: Array, logits: Array) -> Array:
+    """KL(softmax(stopgrad(target_logits)) ‖ softmax(logits)) at every position: [..., len] (answer alignment)."""
     target = jax.nn.softmax(jax.lax.stop_gradient(target_logits.astype(jnp.float32)), axis=-1)
     log_q = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    per_token = jnp.sum(jax.scipy.special.xlogy(target, target) - target * log_q, axis=-1)
-    weights = weights.astype(jnp.float32)
-    return jnp.sum(per_token * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    return jnp.sum(jax.scipy.special.xlogy(target, target) - target * log_q, axis=-1)

@@ -5,7 +5,10 @@ Modules, in data-flow order:
   train_state    TrainState and its sharded initialisation (eval_shape -> logical shardings -> jit out_shardings)
   fused_adamw    AdamW as one fused update per leaf
   optimizers     AdamW / Adafactor, warm-up + linear / rsqrt / cosine schedules, clipping, weight-decay mask
-  train_step     the pure, donated, explicitly sharded step with microbatching (lax.fori_loop)
+  grad_cache     gradient accumulation that keeps a whole-batch loss term (stage 1's in-batch scores): GradCache
+  train_step     the pure, donated, explicitly sharded step with microbatching (lax.fori_loop) or GradCache
+  teacher_checkpoint  the stage-1 teacher: read once (HF ReAtt, params directory or run), placed, frozen; its
+                 identity recorded in the run and checked on resume
   checkpointer   the Orbax CheckpointManager wrapper (`TrainCheckpointer`), fallback past unreadable steps
   param_sources  warm starts (params_io or another run, name mapping) and inference restores
   hooks          periodic hooks (e.g. class_jax.fid.refresh) that may switch the training data
