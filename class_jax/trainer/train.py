@@ -39,6 +39,7 @@ from class_jax.trainer import metrics as metrics_lib
 from class_jax.runtime import partitioning
 from class_jax.trainer import param_sources
 from class_jax.trainer import train_state as train_state_lib
+from class_jax.trainer import teacher_checkpoint
 from class_jax.trainer import train_checks
 from class_jax.trainer import train_step as train_step_lib
 from class_jax.trainer.optimizers import Optimizer
@@ -125,7 +126,8 @@ def train(*,
           start_fresh: bool = False,
           dry_run: bool = False,
           check_memory: bool = True,
-          device_memory_bytes: Optional[int] = None) -> TrainResult:
+          device_memory_bytes: Optional[int] = None,
+          teacher: Optional[teacher_checkpoint.Teacher] = None) -> TrainResult:
     """Trains `model` to `total_steps`, resuming from `model_dir` when it holds checkpoints.
 
     Args:
@@ -161,6 +163,8 @@ def train(*,
         only warns.
       device_memory_bytes: the device memory the estimate is checked against (None: the device's `bytes_limit`,
         the host RAM on CPU); e.g. 80e9 to size an H100 run from a dry run on a CPU host.
+      teacher: stage 1's frozen neural teacher (teacher_checkpoint.Teacher), scoring every global batch on the fly;
+        None for stages without one (and stage 1 with BM25 scores from the FiD files).
 
     Returns:
       How the run ended.
@@ -191,7 +195,8 @@ def train(*,
                       initial_checkpoint_name_mapping=initial_checkpoint_name_mapping,
                       num_microbatches=num_microbatches, microbatch_weighting=microbatch_weighting,
                       hooks=[*(hooks or ()), *(eval_hooks or ())],
-                      peak_flops_per_device=peak_flops_per_device, tensorboard=tensorboard, start_fresh=start_fresh)
+                      peak_flops_per_device=peak_flops_per_device, tensorboard=tensorboard, start_fresh=start_fresh,
+                      teacher=teacher)
 
 
 def _train(watcher: PreemptionWatcher, *, memory_check: Callable[[], Any], dry_run: bool, model: BaseModel,
@@ -201,7 +206,7 @@ def _train(watcher: PreemptionWatcher, *, memory_check: Callable[[], Any], dry_r
            random_seed: int, initial_checkpoint: Optional[str],
            initial_checkpoint_name_mapping: param_sources.NameMapping, num_microbatches: int,
            microbatch_weighting: str, hooks: Sequence[hooks_lib.PeriodicHook], peak_flops_per_device: Optional[float],
-           tensorboard: bool, start_fresh: bool) -> TrainResult:
+           tensorboard: bool, start_fresh: bool, teacher: Optional[teacher_checkpoint.Teacher]) -> TrainResult:
     """`train` under an installed watcher; until the loop starts, a signal interrupts at once (StartupInterrupted).
 
     `memory_check` prints the per-device memory estimate (and refuses what cannot fit); a dry run stops after it.
@@ -241,9 +246,16 @@ def _train(watcher: PreemptionWatcher, *, memory_check: Callable[[], Any], dry_r
             return TrainResult(state=state, step=step, preempted=False, last_metrics={}, eval_results={})
 
         dropout_rng = _make_rng(random_seed, 1, partitioner)
-        step_fn = train_step_lib.make_train_step(model, optimizer, num_microbatches, microbatch_weighting)
+        frozen: tuple[PyTree, ...] = ()  # the teacher's parameters: an argument of the step, not part of its state
+        teacher_model = None
+        if teacher is not None:
+            loaded = teacher_checkpoint.load_teacher(teacher, partitioner, model_dir_path, resuming=step > 0)
+            teacher_model, frozen = loaded.model, (loaded.params,)
+        step_fn = train_step_lib.make_train_step(model, optimizer, num_microbatches, microbatch_weighting,
+                                                 teacher=teacher_model)
         compile_start = time.perf_counter()
-        compiled_step = train_step_lib.compile_train_step(step_fn, partitioner, layout, batch_spec, dropout_rng)
+        compiled_step = train_step_lib.compile_train_step(step_fn, partitioner, layout, batch_spec, dropout_rng,
+                                                          *frozen)
         logging.info("Compiled the train step in %.1f s.", time.perf_counter() - compile_start)
         flops_per_step = model.flops_per_step(input_shapes) or train_step_lib.compiled_flops(compiled_step)
         peak_flops, peak_source = metrics_lib.peak_flops_per_device(peak_flops_per_device)
@@ -282,7 +294,7 @@ def _train(watcher: PreemptionWatcher, *, memory_check: Callable[[], Any], dry_r
                 run_hooks(resuming=False)
                 timer.exclude(time.perf_counter() - outside)
             batch = partitioner.shard_batch(feed.next_batch(), global_batch_size)
-            state, step_metrics = compiled_step(state, batch, dropout_rng)
+            state, step_metrics = compiled_step(state, batch, dropout_rng, *frozen)
             step += 1
             accumulator.add(step_metrics)
             if step == start_step + 1:

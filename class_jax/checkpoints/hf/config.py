@@ -100,6 +100,17 @@ def spec_from_hf_config(hf: Mapping[str, Any], *, source: str, retriever_block_i
         dropout_rate=float(hf.get("dropout_rate", 0.1)), layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-6)),
         mlp_activations=_mlp_activations(feed_forward_proj, source), logits_via_embedding=logits_via_embedding)
 
+    if "retriever_head" in hf and retriever_block_in_tensors is None and "retrieval_layer" not in hf:
+        # A token-mode teacher under the release's names (its RRForConditionalGeneration reads retriever_layer /
+        # retriever_head; ReAtt's own config says retrieval_layer / retrieval_head): read it as ReAtt.
+        if "retriever_layer" not in hf:
+            raise UserError(f"{source}: config has retriever_head but no retriever_layer (a token-mode teacher "
+                            "needs both, or ReAtt's retrieval_layer / retrieval_head)")
+        renamed = {"retrieval_layer": hf["retriever_layer"], "retrieval_head": hf["retriever_head"]}
+        hf = {key: value for key, value in hf.items() if key not in ("retriever_layer", "retriever_head",
+                                                                      "architectures")}
+        hf.update(renamed)
+        notes.append("token-mode teacher config under the release's names (retriever_layer / retriever_head)")
     is_class = (CLASS_ARCHITECTURE in (hf.get("architectures") or []) or "retriever_layer" in hf
                 or retriever_block_in_tensors is not None)
     if "retrieval_layer" in hf:
