@@ -139,8 +139,8 @@ def _read(teacher: Teacher) -> tuple[dict[str, np.ndarray], CLASSModel]:
                             "`class-jax convert` instead")
         return dict(imported.params), CLASSModel(imported.config)
     if teacher.model is None:
-        raise UserError(f"teacher checkpoint {directory} is a run directory, which stores no model config: set "
-                        "Teacher.model (e.g. %TEACHER_MODEL)")
+        raise UserError(f"teacher checkpoint {directory}: neither a params directory nor an HF checkpoint "
+                        f"({HF_CONFIG}); a class_jax run directory as teacher also needs its model (TEACHER_MODEL)")
     params, _ = param_sources.read_run_params_to_host(directory, None)
     return param_layout.flatten(params), teacher.model
 

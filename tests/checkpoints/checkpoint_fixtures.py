@@ -4,6 +4,7 @@ Every parameter is randomised, norms included (HF initialises them to 1, which w
 untied `lm_head` gets its own values, so a mapping mistake anywhere shows up as a parity failure.
 """
 
+import io
 import json
 import pathlib
 from typing import Any
@@ -124,3 +125,20 @@ def make_class_checkpoint(directory: pathlib.Path, block: int, n_passages: int =
 def make_reatt_checkpoint(directory: pathlib.Path, layer: int, head: int) -> None:
     """Adds ReAtt's config keys to a saved HF T5 dir."""
     edit_config(directory, retrieval_layer=layer, retrieval_head=head, distillation_tau=0.001)
+
+
+def write_sentencepiece(path: pathlib.Path, words: tuple[str, ...] = ("river", "castle", "mountain", "harbour",
+                                                                      "library", "bridge", "forest", "temple")) -> int:
+    """Writes a small English SentencePiece model (pad 0, eos 1, unk 2, byte fallback); returns its piece count."""
+    import sentencepiece as spm  # pylint: disable=import-outside-toplevel
+    sentences = [f"question: the {w} of {v} is _X_ title: {w} context: {v} {w} lies near the {v}"
+                 for w in words for v in words] * 4
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=model, vocab_size=320,
+                                   model_type="unigram", byte_fallback=True, pad_id=0, eos_id=1, unk_id=2,
+                                   bos_id=-1, num_threads=1, minloglevel=2, hard_vocab_limit=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.getvalue())
+    processor = spm.SentencePieceProcessor()
+    processor.Load(str(path))
+    return processor.GetPieceSize()

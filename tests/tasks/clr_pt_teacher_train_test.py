@@ -7,12 +7,12 @@ refuses a teacher whose files changed. The slow test trains on the demo's mined 
 teacher (a params directory).
 """
 
-import io
 import json
 import pathlib
 import shutil
 import sys
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -20,6 +20,8 @@ import pytest
 from class_jax import cli
 from class_jax.checkpoints import param_layout
 from class_jax.checkpoints import params_io
+from class_jax.models.class_model import CLASSModel
+from class_jax.models.config import ModelConfig
 from class_jax.runtime import gin_utils
 from class_jax.runtime.errors import UserError
 from class_jax.trainer import param_sources
@@ -36,26 +38,10 @@ TERMS = {"loss/kl_teacher_en", "loss/kl_teacher_xx", "loss/kl_en_xx", "loss/ce",
 WORDS = ["river", "castle", "mountain", "harbour", "library", "bridge", "forest", "temple"]
 
 
-def _teacher_vocabulary(directory: pathlib.Path) -> int:
-    """Writes a small English SentencePiece model as directory/spiece.model; returns its piece count."""
-    import sentencepiece as spm  # pylint: disable=import-outside-toplevel
-    sentences = [f"question: the {w} of {v} is _X_ title: {w} context: {v} {w} lies near the {v}"
-                 for w in WORDS for v in WORDS] * 4
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=model, vocab_size=320,
-                                   model_type="unigram", byte_fallback=True, pad_id=0, eos_id=1, unk_id=2,
-                                   bos_id=-1, num_threads=1, minloglevel=2, hard_vocab_limit=False)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / params_io.SPIECE_FILE).write_bytes(model.getvalue())
-    processor = spm.SentencePieceProcessor()
-    processor.Load(str(directory / params_io.SPIECE_FILE))
-    return processor.GetPieceSize()
-
-
 @pytest.fixture(name="reatt_teacher", scope="module")
 def fixture_reatt_teacher(tmp_path_factory) -> pathlib.Path:
     directory = tmp_path_factory.mktemp("reatt") / "reatt"
-    pieces = _teacher_vocabulary(directory)
+    pieces = fx.write_sentencepiece(directory / params_io.SPIECE_FILE)
     spec = dict(fx.T5_V10_RELU_TIED, vocab_size=pieces + 28)  # padded past the pieces, as T5's 32128 rows are
     fx.save_hf(fx.build_hf_model(spec, seed=5), directory)
     fx.make_reatt_checkpoint(directory, layer=1, head=2)
@@ -119,3 +105,31 @@ def test_stage1_trains_on_the_release_files_with_a_reatt_teacher(demo, reatt_tea
             _train([b for b in bindings if not b.startswith("TRAIN_STEPS")] + ["TRAIN_STEPS = 3"])
     finally:
         shutil.copyfile(backup, weights)
+
+
+@pytest.mark.slow
+def test_stage1_trains_on_the_demos_mined_data_with_a_class_jax_teacher(demo, tmp_path):
+    from class_jax.fid import builders  # pylint: disable=import-outside-toplevel
+    from class_jax.mining import pipeline  # pylint: disable=import-outside-toplevel
+    from class_jax.corpus import corpus_io  # pylint: disable=import-outside-toplevel
+
+    languages = ["de", "ja"]
+    pipeline.run_mining(pipeline.MiningConfig(corpus=str(demo["corpus"]), out=str(tmp_path / "mined"),
+                                              langs=tuple(languages), teacher=pipeline.TeacherSettings(k=K),
+                                              audit_sample=0, progress=False))
+    passages = builders.load_passages(demo["corpus"], corpus_io.corpus_languages(demo["corpus"]))
+    builders.write_clr_pt_fid_files(str(tmp_path / "mined"), passages, str(tmp_path / "fid" / "{lang}"), languages,
+                                    num_passages=K)
+    # A pooled class_jax teacher: a params directory (as `class-jax export` writes) with the demo vocabulary.
+    config = ModelConfig(vocab_size=DEMO_VOCAB_SIZE, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32,
+                         num_encoder_layers=2, num_decoder_layers=1, relative_attention_num_buckets=8,
+                         dropout_rate=0.0)
+    teacher = CLASSModel(config)
+    params = nn.unbox(teacher.get_initial_variables(jax.random.key(1), CLASSModel.init_shapes())["params"])
+    params_io.save_params(tmp_path / "teacher", jax.tree_util.tree_map(np.asarray, jax.device_get(params)), config,
+                          spiece_model=demo["vocab"])
+    result = _train([f"VOCAB_PATH = '{demo['vocab']}'", f"NUM_EMBEDDINGS = {DEMO_VOCAB_SIZE}",
+                     f"MODEL_DIR = '{tmp_path / 'run'}'", f"CLR_PT_FID_DIRS = '{tmp_path / 'fid' / '{lang}'}'",
+                     f"CLR_PT_LANGUAGES = {languages}", f"TEACHER_CHECKPOINT = '{tmp_path / 'teacher'}'",
+                     "TRAIN_STEPS = 2", "WARMUP_STEPS = 1"])
+    assert result.step == 2 and TERMS <= set(result.last_metrics)
