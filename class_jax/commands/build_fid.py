@@ -1,6 +1,7 @@
 """`class-jax build-fid`: the FiD example directories a stage trains or evaluates on.
 
-    --kind clr_pt     mined CLR-PT records with the teacher's passages  -> one directory per language (stage 1)
+    --kind clr_pt     mined CLR-PT records with the teacher's passages  -> one directory per language (stage 1);
+                      with --retriever index, a dense index's top k for the English clozes instead
                       or the release's files: --release_queries (mss.parallel.train.txt), --release_rankings
                       (its ranking JSON) and --release_passages (psgs_w100.tsv) or --corpus
     --kind mlqa_pt    mined MLQA-PT questions + a retriever's top-k       -> one directory per language (stage 2)
@@ -153,9 +154,10 @@ def run(args: argparse.Namespace) -> int:
     if not passages:
         raise UserError(f"{args.corpus}: no passages in {', '.join(args.passage_langs)}")
     if args.kind is stages.Stage.CLR_PT:
-        manifests = builders.write_clr_pt_fid_files(args.mined, passages, args.out, args.langs,
-                                                        num_passages=args.k, num_shards=args.num_shards,
-                                                        overwrite=args.overwrite)
+        # --retriever index: the passages of a dense (e.g. neural teacher's) index instead of mine's BM25 ones.
+        manifests = builders.write_clr_pt_fid_files(
+            args.mined, passages, args.out, args.langs, num_passages=args.k, num_shards=args.num_shards,
+            overwrite=args.overwrite, retriever=_retriever(args, passages) if args.retriever == "index" else None)
     elif args.kind is stages.Stage.MLQA_PT:
         manifests = builders.write_mlqa_pt_fid_files(args.mined, _retriever(args, passages), passages, args.out,
                                                          args.langs, num_passages=args.k,

@@ -175,10 +175,33 @@ def _mined_records(mined_root: str, dataset: str, lang: str) -> Iterator[dict]:
     return dataset_io.read_dataset(mined_root, dataset, lang)
 
 
+def _with_retrieved_passages(records: Iterable[Mapping], retriever: Retriever, k: int,
+                             batch_size: int = 256) -> Iterator[dict]:
+    """Mined clr_pt records with a retriever's top k for their English clozes as the teacher's passages."""
+    for batch in _batches(records, batch_size):
+        retrieved = retriever.top_k([str(record.get("english_cloze", "")) for record in batch], k)
+        for record, (ids, scores) in zip(batch, retrieved):
+            yield {**record, "teacher_passage_ids": list(ids), "teacher_scores": [float(s) for s in scores]}
+
+
 def write_clr_pt_fid_files(mined_root: str, passages: Mapping[str, Passage], out_template: str,
                            languages: Sequence[str], *, num_passages: int, num_shards: int = 1,
-                           answer_field: str = "answer", overwrite: bool = False) -> dict[str, dict]:
-    """Stage-1 FiD directories ("{lang}" in `out_template`) from `class-jax mine`'s clr_pt_teacher records.
+                           answer_field: str = "answer", overwrite: bool = False,
+                           retriever: Optional[Retriever] = None) -> dict[str, dict]:
+    """Stage-1 FiD directories ("{lang}" in `out_template`) from `class-jax mine`'s CLR-PT records.
+
+    Args:
+      mined_root: `class-jax mine`'s output.
+      passages: id -> English passage.
+      out_template: output directory with "{lang}".
+      languages: the languages.
+      num_passages: k.
+      num_shards: shards per directory.
+      answer_field: see `fid_examples_from_clr_pt`.
+      overwrite: replace existing directories.
+      retriever: None reads the clr_pt_teacher records (the BM25 teacher's passages, attached by `mine`); a
+        retriever (e.g. an index of a neural teacher) retrieves the top k for the English clozes of the clr_pt
+        records instead.
 
     Returns:
       lang -> the written manifest.
@@ -186,13 +209,17 @@ def write_clr_pt_fid_files(mined_root: str, passages: Mapping[str, Passage], out
     Raises:
       UserError: a language without mined records, or a bad record (see `fid_examples_from_clr_pt`).
     """
+    dataset = "clr_pt_teacher" if retriever is None else "clr_pt"
     manifests = {}
     for lang in languages:
-        examples = fid_examples_from_clr_pt(_mined_records(mined_root, "clr_pt_teacher", lang), passages,
-                                            answer_field=answer_field)
+        records = _mined_records(mined_root, dataset, lang)
+        if retriever is not None:
+            records = _with_retrieved_passages(records, retriever, num_passages)
+        examples = fid_examples_from_clr_pt(records, passages, answer_field=answer_field)
         manifests[lang] = fid_files.write_fid_examples(
             examples, out_template.format(lang=lang), num_shards, num_passages=num_passages, overwrite=overwrite,
-            metadata={"source": dataset_io.join(mined_root, "clr_pt_teacher", lang), "answer_field": answer_field})
+            metadata={"source": dataset_io.join(mined_root, dataset, lang), "answer_field": answer_field,
+                      "passages": "mined (BM25 teacher)" if retriever is None else "retrieved at build time"})
     return manifests
 
 

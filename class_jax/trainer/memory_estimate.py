@@ -10,7 +10,9 @@ The estimate has four parts, all per device:
 * gradients: one float32 parameter-shaped tree placed like the parameters; with NUM_MICROBATCHES > 1 two (the
   accumulator carried through the loop and one microbatch's gradients).
 * activations: the analytic formula below, for the rows one device processes in one microbatch,
-  b = ceil(batch / (NUM_MICROBATCHES x batch shards)), where the batch shards are the mesh's 'data' x 'fsdp' axes.
+  b = ceil(batch / (NUM_MICROBATCHES x batch shards)), where the batch shards are the mesh's 'data' x 'fsdp' axes
+  (twice that in stage 1, whose every query is an English and a target-language chunk). A stage-1 neural teacher's
+  parameters and its no-gradient forward pass are not counted.
   Tensor-parallel ('model') devices split heads, MLP hidden units and the vocabulary.
 * the batch itself (its int32 / float32 features, split like the activations).
 
@@ -60,6 +62,7 @@ import jax
 import numpy as np
 
 from class_jax.runtime.errors import UserError
+from class_jax.runtime import stages
 
 PyTree = Any
 GIB = 2 ** 30
@@ -255,6 +258,8 @@ def estimate(model: Any, abstract_state: Any, partitioner: Any, input_shapes: Ma
     batch_shards = max(1, _mesh_degree(partitioner, _batch_axes(partitioner)))
     global_batch = next(iter(input_shapes.values()))[0] if input_shapes else 1
     rows = max(1, math.ceil(global_batch / (num_microbatches * batch_shards)))
+    if getattr(getattr(model, "loss_config", None), "stage", None) is stages.Stage.CLR_PT:
+        rows *= 2  # stage 1 runs every query twice: its English and its target-language chunk (models/clr_pt.py)
     input_types = input_types or {}
     batch_bytes = sum(math.prod(shape[1:]) * np.dtype(input_types.get(name, np.int32)).itemsize
                       for name, shape in input_shapes.items()) * math.ceil(global_batch / batch_shards)

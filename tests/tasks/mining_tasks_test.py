@@ -83,6 +83,20 @@ def test_clr_pt_fid_task_from_mined_teacher_records(mined, tmp_path, test_vocab)
         assert example["targets_pretokenized"].decode() == record["answer"]
 
 
+def test_clr_pt_passages_from_a_retriever_replace_the_mined_teachers(mined, tmp_path):
+    root = str(tmp_path / "mined_plain")
+    plain = [{k: v for k, v in _clr_pt_record("ja", i).items() if not k.startswith("teacher_")} for i in range(5)]
+    dataset_io.write_shard(root, "clr_pt", "ja", 0, 1, plain)
+    template = str(tmp_path / "retrieved" / "{lang}")
+    builders.write_clr_pt_fid_files(root, PASSAGES, template, ["ja"], num_passages=K,
+                                    retriever=OverlapRetriever("en"))
+    written = {e.id: e for e in fid_files.read_fid_examples(template.format(lang="ja"))}
+    for record in plain:
+        ids, scores = OverlapRetriever("en").top_k([record["english_cloze"]], K)[0]
+        assert [p.id for p in written[record["qid"]].passages] == ids
+        assert list(written[record["qid"]].teacher_scores) == scores
+
+
 def test_mlqa_pt_fid_task_excludes_the_source_passage(mined, tmp_path, test_vocab):
     template = str(tmp_path / "mlqa_pt_fid" / "{lang}")
     builders.write_mlqa_pt_fid_files(mined, OverlapRetriever("ja"), PASSAGES, template, ["ja"], num_passages=K)
