@@ -13,6 +13,7 @@ Modules, in data-flow order:
     query_tasks      query-level tasks over the question readers
     fid_files        the FiD example file format: writer, reader, SeqIO source
     fid_tasks        FiD tasks and per-language mixtures (CLR-PT, MLQA-PT, fine-tuning, evaluation)
+    span_corruption  T5's span corruption (noise mask, sentinels, chunking) for self-supervised pretraining
 """
 
 from class_jax.tasks import query_tasks
