@@ -55,6 +55,22 @@ def test_model_step_compares_attention_kernels_and_profiles(tmp_path):
     assert all(f"%{name} = " in hlo or f" {name} = " in hlo for name, _, _ in cpu["ops"])
 
 
+def test_model_step_stage1_times_the_teacher_against_the_student_and_a_plain_forward(tmp_path):
+    result = _run(model_step.main, tmp_path, "--stage", "clr_pt", "--size", "tiny", "--teacher", "tiny", "--vocab",
+                  "512", "--teacher_vocab", "300", "--batch", "2", "--passages", "2", "--query_len", "8",
+                  "--passage_len", "16", "--teacher_passage_len", "12", "--answer_len", "8", *TIMING)
+    assert result["stage"] == "clr_pt" and result["student_rows"] == 4
+    assert result["teacher_config"]["retrieval_mode"] == "token" and result["teacher_config"]["dropout_rate"] == 0
+    rows = ("with_teacher", "student_only", "teacher_signals", "forward_start", "forward_answer", "encoder_only")
+    for name in rows:
+        assert result[name]["seconds"] > 0 and 0 < result[name]["mfu"] < 1 and result[name]["xla_flops"] > 0
+    # The teacher adds its forward to the student's step; its signals cost a forward plus the ColBERT products.
+    assert result["with_teacher"]["flops"] > result["student_only"]["flops"] > 0
+    assert result["teacher_signals"]["flops"] > result["forward_start"]["flops"] > result["encoder_only"]["flops"]
+    assert result["teacher_cost"] == result["with_teacher"]["ratio_to_student_only"] > 0
+    assert result["teacher_signals_over_plain_forward"] > 0
+
+
 def test_encode_and_decode_compare_with_hf(tmp_path):
     encoded = _run(encode.main, tmp_path, "--size", "tiny", "--vocab", "512", "--batch", "8", "--length", "16",
                    "--pipeline_passages", "8", *TIMING)
