@@ -28,6 +28,7 @@ def _run(main, tmp_path: pathlib.Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # ~40 s; the stage-1 and kernel tests below cover the script's default path
 def test_model_step_times_both_sides_with_remat(tmp_path):
     result = _run(model_step.main, tmp_path, "--size", "tiny", "--vocab", "512", "--passages", "2", "--query_len",
                   "8", "--passage_len", "16", "--answer_len", "8", "--remat", "full", *TIMING)
@@ -55,6 +56,7 @@ def test_model_step_compares_attention_kernels_and_profiles(tmp_path):
     assert all(f"%{name} = " in hlo or f" {name} = " in hlo for name, _, _ in cpu["ops"])
 
 
+@pytest.mark.slow  # ~60 s of compilation
 def test_model_step_stage1_times_the_teacher_against_the_student_and_a_plain_forward(tmp_path):
     result = _run(model_step.main, tmp_path, "--stage", "clr_pt", "--size", "tiny", "--teacher", "tiny", "--vocab",
                   "512", "--teacher_vocab", "300", "--batch", "2", "--passages", "2", "--query_len", "8",

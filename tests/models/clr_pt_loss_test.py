@@ -3,6 +3,7 @@
 import flax.linen as nn
 import jax
 import numpy as np
+import pytest
 
 from class_jax.models import losses
 from class_jax.models.class_model import CLASSModel, LossConfig
@@ -97,6 +98,7 @@ def _decoder_teacher_model() -> CLASSModel:
                                        answer_alignment_kl=False))
 
 
+@pytest.mark.slow  # ~45 s; clr_pt_release_test.py checks the decoder term against the release's formula
 def test_decoder_teacher_kl_trains_the_readers_passage_distribution_towards_the_retrieval_teacher():
     model, batch = _decoder_teacher_model(), _batch()
     shapes = {"query_tokens": (2, 5), "passage_tokens": (2, 3, 8), "decoder_input_tokens": (2, 4)}

@@ -19,6 +19,8 @@ PRELUDE = [
     "import trainer_test_model",
     "MODEL = @trainer_test_model.TinyEncDecModel()",
 ]
+# Files that complete another one (their header says "include after ..."), parsed after it.
+COMPLETES = {"stages/clr_pt_teacher.gin": "stages/clr_pt.gin"}
 # Values for `%gin.REQUIRED` macros, bound after the file; unknown REQUIRED macros get a placeholder string.
 TEST_VALUES = {
     "MODEL_DIR": "'/tmp/class_jax_gin_test'",
@@ -47,6 +49,9 @@ def _required_macros() -> list[str]:
 
 def _parse_with_test_values(path: pathlib.Path) -> None:
     gin_utils.parse_gin([], PRELUDE, finalize=False)
+    completed = COMPLETES.get(str(path.relative_to(GIN_DIR)))
+    if completed:
+        gin.parse_config_file(str(pathlib.Path(GIN_DIR) / completed))
     gin.parse_config_file(str(path))
     bindings = [f"{name} = {TEST_VALUES.get(name, repr('gin-test-placeholder'))}" for name in _required_macros()]
     gin.parse_config(bindings)
