@@ -10,7 +10,7 @@ Stage 1 (CLR-PT) adds:
   english_query_tokens   [B, Lq]      the parallel English cloze.
   teacher_scores         [B, k] float (own passages only, BM25 from the FiD files: see
                          LossConfig.unscored_passages) or [B, B*k] float (every query against every passage of the
-                         global batch: a neural teacher's, filled in by the train step, trainer/teacher.py).
+                         global batch: a neural teacher's, filled in by the train step, models/teacher.py).
   teacher_reader_distribution
                          [B, k] float (a neural teacher's decoder passage distribution, filled in by the train
                          step; without it the BM25 teacher's own-passage distribution stands in).
