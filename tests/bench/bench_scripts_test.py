@@ -73,6 +73,7 @@ def test_model_step_stage1_times_the_teacher_against_the_student_and_a_plain_for
     assert result["teacher_signals_over_plain_forward"] > 0
 
 
+@pytest.mark.slow  # ~35 s (HF peer included)
 def test_encode_and_decode_compare_with_hf(tmp_path):
     encoded = _run(encode.main, tmp_path, "--size", "tiny", "--vocab", "512", "--batch", "8", "--length", "16",
                    "--pipeline_passages", "8", *TIMING)

@@ -188,6 +188,7 @@ def test_cudnn_attention_runs_as_xla_off_gpus():
                                   layers.fused_attention(query, key, key, bias, "xla"))
 
 
+@pytest.mark.slow  # ~30 s of compilation; test_fused_attention_gives_the_einsum_path_results stays in the default run
 def test_fused_attention_leaves_dropped_out_probabilities_to_the_einsum_path(monkeypatch):
     config = dataclasses.replace(TINY, dropout_rate=0.3)
     model, params = _init(config)
