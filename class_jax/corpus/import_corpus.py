@@ -312,28 +312,25 @@ def iter_passage_file(input_path: str, settings: ImportSettings) -> Iterator[tup
     stream, raw = dump_reader.open_compressed(input_path)
     lines = _Lines(stream, 0, 0)
     columns: Optional[tuple[str, ...]] = None
-    try:
-        for start_line, row, error, undecodable in _csv_rows(lines):
-            if row is not None:
-                if not row:
-                    continue
-                if row[0] == "id":
-                    columns = columns or parser.header_columns(row, start_line)
-                    continue
-                columns = columns or parser.default_columns(row)
-                try:
-                    record, _ = parser.parse(row, columns, undecodable)
-                except _BadRow as bad:
-                    error = bad
-            if error is not None:
-                raise UserError(f"{input_path}: line {start_line}: {error}")
-            yield start_line, record
-    except dump_reader.DECOMPRESSION_ERRORS as e:
-        raise UserError(f"{input_path}: unreadable after line {lines.line}: {e}") from None
-    finally:
-        stream.close()
-        if raw is not stream:
-            raw.close()
+    with raw, stream:
+        try:
+            for start_line, row, error, undecodable in _csv_rows(lines):
+                if row is not None:
+                    if not row:
+                        continue
+                    if row[0] == "id":
+                        columns = columns or parser.header_columns(row, start_line)
+                        continue
+                    columns = columns or parser.default_columns(row)
+                    try:
+                        record, _ = parser.parse(row, columns, undecodable)
+                    except _BadRow as bad:
+                        error = bad
+                if error is not None:
+                    raise UserError(f"{input_path}: line {start_line}: {error}")
+                yield start_line, record
+        except dump_reader.DECOMPRESSION_ERRORS as e:
+            raise UserError(f"{input_path}: unreadable after line {lines.line}: {e}") from None
 
 
 def _fingerprint(input_path: str, settings: ImportSettings) -> dict[str, Any]:

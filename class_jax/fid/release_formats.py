@@ -111,21 +111,18 @@ def _text_lines(path: str) -> Iterator[tuple[int, str]]:
     dump_reader.check_input_file(path)
     stream, raw = dump_reader.open_compressed(path)
     number = 0
-    try:
-        for number, data in enumerate(stream, start=1):
-            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
-                data = data[3:]
-            try:
-                yield number, data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise UserError(f"{path}: line {number}: bytes that are not valid UTF-8 ({e.reason} at byte "
-                                f"{e.start})") from None
-    except dump_reader.DECOMPRESSION_ERRORS as e:
-        raise UserError(f"{path}: unreadable after line {number}: {e}") from None
-    finally:
-        stream.close()
-        if raw is not stream:
-            raw.close()
+    with raw, stream:
+        try:
+            for number, data in enumerate(stream, start=1):
+                if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+                    data = data[3:]
+                try:
+                    yield number, data.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{path}: line {number}: bytes that are not valid UTF-8 ({e.reason} at byte "
+                                    f"{e.start})") from None
+        except dump_reader.DECOMPRESSION_ERRORS as e:
+            raise UserError(f"{path}: unreadable after line {number}: {e}") from None
 
 
 def read_parallel_queries(path: str) -> dict[str, ParallelQuery]:
@@ -172,14 +169,11 @@ def _load_json(path: str) -> object:
     """
     dump_reader.check_input_file(path)
     stream, raw = dump_reader.open_compressed(path)
-    try:
-        data = stream.read()
-    except dump_reader.DECOMPRESSION_ERRORS as e:
-        raise UserError(f"{path}: unreadable: {e}") from None
-    finally:
-        stream.close()
-        if raw is not stream:
-            raw.close()
+    with raw, stream:
+        try:
+            data = stream.read()
+        except dump_reader.DECOMPRESSION_ERRORS as e:
+            raise UserError(f"{path}: unreadable: {e}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
