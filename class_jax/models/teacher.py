@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from class_jax.models import losses
+from class_jax.runtime import microbatches
 
 if TYPE_CHECKING:
     from class_jax.models.class_model import CLASSModel
@@ -63,17 +64,11 @@ def teacher_signals(teacher: "CLASSModel", params: PyTree, batch: Mapping[str, A
                 teacher._vectors(params, out["passage_readout"], False),  # pylint: disable=protected-access
                 distribution)
 
-    def grouped(x: Array) -> Array:  # row i * M + m -> [m, i], as train_step's microbatches
-        return jnp.swapaxes(x.reshape((rows // num_microbatches, num_microbatches) + x.shape[1:]), 0, 1)
-
-    def ungrouped(x: Array) -> Array:
-        return jnp.swapaxes(x, 0, 1).reshape((rows,) + x.shape[2:])
-
     if num_microbatches == 1:
         query_side, passage_side, distribution = forward((queries, passages, start))
-    else:
-        outputs = jax.lax.map(forward, (grouped(queries), grouped(passages), grouped(start)))
-        query_side, passage_side, distribution = jax.tree_util.tree_map(ungrouped, outputs)
+    else:  # the train step's microbatches (runtime/microbatches.py), one after another
+        groups = tuple(microbatches.stacked(x, num_microbatches) for x in (queries, passages, start))
+        query_side, passage_side, distribution = microbatches.unstacked(jax.lax.map(forward, groups))
     scores = teacher.score(params, query_side, passage_side, queries.shape[1])
     return {"teacher_scores": scores.astype(jnp.float32),
             "teacher_reader_distribution": distribution.astype(jnp.float32)}

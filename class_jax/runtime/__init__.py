@@ -5,6 +5,7 @@ Modules, lowest first:
   stages        Stage: the one vocabulary of stage names (clr_pt, mlqa_pt, finetune, the eval kinds) and old aliases
   host_malloc   huge-page malloc for the `class-jax` process (re-executes once at start-up)
   tree_paths    '/'-joined parameter paths for nested-dict pytrees
+  microbatches  the microbatch layout (microbatch m holds rows m, m + M, ...) of every accumulation
   partitioning  mesh ('data', 'fsdp', 'model') incl. DCN / multi-slice, logical-axis rules, per-host batches
   distributed   jax.distributed.initialize from flags, environment or the cluster
   preemption    SIGTERM / SIGINT -> checkpoint at the current step and stop

@@ -14,7 +14,7 @@ microbatch's queries against that microbatch's passages only, so the negatives s
 Loss and gradients equal the one-pass loss's for any microbatch count (up to float reordering): the per-chunk
 terms are sums divided by global counts (`GradCacheParts.totals`), so microbatch shares add up exactly. Both
 passes of a microbatch use its dropout key, so they draw the same masks. Microbatch m holds rows m, m + M, ...
-(the `[B / M, M]` view of train_step), which keeps every device's rows on that device.
+(runtime/microbatches.py), which keeps every device's rows on that device.
 """
 
 from typing import Any, Mapping, Optional
@@ -22,30 +22,11 @@ from typing import Any, Mapping, Optional
 import jax
 import jax.numpy as jnp
 
+from class_jax.runtime import microbatches as microbatch_layout
+
 PyTree = Any
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]
-
-
-def split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
-    """[B, ...] -> [B / M, M, ...]; microbatch m is `x[:, m]`.
-
-    Raises:
-      ValueError: a batch that does not split evenly.
-    """
-
-    def split(x: jax.Array) -> jax.Array:
-        if x.shape[0] % num_microbatches:
-            raise ValueError(f"batch of {x.shape[0]} rows does not split into {num_microbatches} microbatches")
-        return x.reshape((x.shape[0] // num_microbatches, num_microbatches) + x.shape[1:])
-
-    return {name: split(value) for name, value in batch.items()}
-
-
-def microbatch(microbatches: Batch, m: jax.Array) -> Batch:
-    """Microbatch m of `split_microbatches`' view."""
-    return {name: jax.lax.dynamic_index_in_dim(value, m, axis=1, keepdims=False)
-            for name, value in microbatches.items()}
 
 
 def _float_leaves(tree: PyTree) -> list[jax.Array]:
@@ -75,31 +56,28 @@ def loss_and_grads(parts: Any, params: PyTree, batch: Batch, step_rng: Optional[
     Returns:
       (gradients, metrics with "loss"), as `jax.value_and_grad` of the one-pass loss would give.
     """
-    microbatches = split_microbatches(batch, num_microbatches)
-    rows = next(iter(batch.values())).shape[0]
+    microbatches = microbatch_layout.split(batch, num_microbatches)
 
     def rng(m: jax.Array) -> Optional[jax.Array]:
         return None if step_rng is None else jax.random.fold_in(step_rng, m)
 
     def vectors_of(m: jax.Array) -> PyTree:
-        return parts.vectors(params, microbatch(microbatches, m), rng(m))
+        return parts.vectors(params, microbatch_layout.take(microbatches, m), rng(m))
 
-    stacked = jax.lax.map(vectors_of, jnp.arange(num_microbatches))  # [M, B / M, ...]
-    # Back to batch order: microbatch m's row i is global row i * M + m.
-    vectors = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1).reshape((rows,) + x.shape[2:]), stacked)
+    vectors = microbatch_layout.unstacked(jax.lax.map(vectors_of, jnp.arange(num_microbatches)))
 
     def retrieval(float_vecs: list[jax.Array], p: PyTree) -> tuple[jax.Array, Metrics]:
         return parts.retrieval_loss(p, _with_float_leaves(vectors, float_vecs), batch)
 
     (retrieval_value, retrieval_metrics), (vector_grads, retrieval_param_grads) = jax.value_and_grad(
         retrieval, argnums=(0, 1), has_aux=True)(_float_leaves(vectors), params)
-    vector_grads = [g.reshape((rows // num_microbatches, num_microbatches) + g.shape[1:]) for g in vector_grads]
+    vector_grads = microbatch_layout.split(dict(enumerate(vector_grads)), num_microbatches)  # leaf index -> grads
     totals = parts.totals(batch)
 
     def share(p: PyTree, m: jax.Array) -> tuple[jax.Array, Metrics]:
-        loss, metrics, vecs = parts.reader_loss(p, microbatch(microbatches, m), rng(m), totals)
-        surrogate = sum(jnp.vdot(v.astype(jnp.float32), jax.lax.dynamic_index_in_dim(g, m, axis=1, keepdims=False))
-                        for v, g in zip(_float_leaves(vecs), vector_grads))
+        loss, metrics, vecs = parts.reader_loss(p, microbatch_layout.take(microbatches, m), rng(m), totals)
+        grads_m = microbatch_layout.take(vector_grads, m)
+        surrogate = sum(jnp.vdot(v.astype(jnp.float32), grads_m[i]) for i, v in enumerate(_float_leaves(vecs)))
         return loss + surrogate, {**metrics, "loss": loss}
 
     metric_shapes = jax.eval_shape(lambda: share(params, 0)[1])

@@ -3,9 +3,9 @@
 `train_step(state, batch, rng) -> (state, metrics)`: dropout keys are `fold_in(fold_in(rng, step), microbatch)`,
 so a step is a pure function of its inputs and a resumed run repeats the uninterrupted one exactly.
 
-Microbatching. The global batch [B, ...] is viewed as [B / M, M, ...] and microbatch m is column m: each device
-keeps its own rows in every microbatch (a [M, B / M] view would put a whole microbatch on a fraction of the
-devices). Gradients and metrics are accumulated in `lax.fori_loop` and combined with weights:
+Microbatching. Microbatch m holds rows m, m + M, ... of the global batch (runtime/microbatches.py: each device
+keeps its own rows in every microbatch). Gradients and metrics are accumulated in `lax.fori_loop` and combined
+with weights:
   * "num_tokens": microbatch m weighs n_m / sum(n) where n_m is the model's "num_tokens" metric. For a loss that
     is a mean over target tokens (cross-entropy) this is exactly the full-batch gradient whatever the padding.
   * "uniform": every microbatch weighs 1 / M; exact for losses that are means over examples.
@@ -27,6 +27,7 @@ import optax
 
 from class_jax.models import teacher as teacher_lib
 from class_jax.models.base import BaseModel
+from class_jax.runtime import microbatches as microbatch_layout
 from class_jax.runtime import partitioning
 from class_jax.trainer import grad_cache
 from class_jax.trainer.optimizers import Optimizer
@@ -57,13 +58,13 @@ def _value_and_grads(model: BaseModel, params: PyTree, batch: Batch,
 def _accumulated(model: BaseModel, params: PyTree, batch: Batch, step_rng: Optional[jax.Array],
                  num_microbatches: int, microbatch_weighting: str) -> tuple[PyTree, Metrics]:
     """Plain gradient accumulation over microbatches, combined as the module docstring says."""
-    microbatches = grad_cache.split_microbatches(batch, num_microbatches)
+    microbatches = microbatch_layout.split(batch, num_microbatches)
 
     def microbatch_rng(m: jax.Array) -> Optional[jax.Array]:
         return None if step_rng is None else jax.random.fold_in(step_rng, m)
 
     metric_shapes = jax.eval_shape(
-        lambda: _value_and_grads(model, params, grad_cache.microbatch(microbatches, 0), step_rng)[1])
+        lambda: _value_and_grads(model, params, microbatch_layout.take(microbatches, 0), step_rng)[1])
     use_tokens = microbatch_weighting == NUM_TOKENS and NUM_TOKENS in metric_shapes
     zeros_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
     zeros_metrics = {name: jnp.zeros(s.shape, jnp.float32) for name, s in metric_shapes.items()}
@@ -71,7 +72,7 @@ def _accumulated(model: BaseModel, params: PyTree, batch: Batch, step_rng: Optio
 
     def body(m: jax.Array, carry: tuple) -> tuple:
         grad_sum, metric_sum, weight_sum, token_sum = carry
-        grads, metrics = _value_and_grads(model, params, grad_cache.microbatch(microbatches, m), microbatch_rng(m))
+        grads, metrics = _value_and_grads(model, params, microbatch_layout.take(microbatches, m), microbatch_rng(m))
         tokens = metrics[NUM_TOKENS].astype(jnp.float32) if NUM_TOKENS in metrics else jnp.float32(0)
         weight = tokens if use_tokens else jnp.float32(1)
         grad_sum = jax.tree_util.tree_map(lambda acc, g: acc + weight * g, grad_sum, grads)

@@ -1,4 +1,5 @@
-"""Tiny random Hugging Face T5 / mT5 checkpoints (plain, CLASS-format, ReAtt-format) written for the tests.
+"""Tiny random Hugging Face T5 / mT5 checkpoints (plain, CLASS-format, ReAtt-format) written for the tests, with the
+SentencePiece models and random token rows the stage-1 tests feed them.
 
 Every parameter is randomised, norms included (HF initialises them to 1, which would hide a swapped norm), and an
 untied `lm_head` gets its own values, so a mapping mistake anywhere shows up as a parity failure.
@@ -142,3 +143,14 @@ def write_sentencepiece(path: pathlib.Path, words: tuple[str, ...] = ("river", "
     processor = spm.SentencePieceProcessor()
     processor.Load(str(path))
     return processor.GetPieceSize()
+
+
+def random_token_rows(rng: np.random.Generator, vocab: int, shape: tuple[int, ...], lengths: np.ndarray,
+                      eos: bool) -> np.ndarray:
+    """Random ids of the given lengths along the last axis, 0-padded (length 0: an empty row), optionally EOS-ended."""
+    tokens = rng.integers(2, vocab, shape).astype(np.int32)
+    positions = np.arange(shape[-1])
+    tokens = np.where(positions < lengths[..., None], tokens, 0)
+    if eos:
+        tokens = np.where((positions == lengths[..., None] - 1) & (lengths[..., None] > 0), 1, tokens)
+    return tokens.astype(np.int32)

@@ -27,6 +27,8 @@ from class_jax.trainer import train_step
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "checkpoints"))
 import checkpoint_fixtures as fx  # pylint: disable=wrong-import-position
 
+_tokens = fx.random_token_rows
+
 NUM_QUERIES, K, QUERY_LEN, PASSAGE_LEN, ANSWER_LEN = 2, 3, 6, 7, 4
 ALPHA = 8.0
 CHECKED = ("token_embedder/embedding", "encoder/retriever/query_proj/kernel", "encoder/retriever/passage_proj/kernel",
@@ -45,17 +47,6 @@ def fixture_models(tmp_path_factory):
     return (CLASSModel(student.config, LossConfig(stage="clr_pt", alpha=ALPHA)),
             jax.tree_util.tree_map(jnp.asarray, param_layout.unflatten(student.params)),
             CLASSModel(teacher.config), jax.tree_util.tree_map(jnp.asarray, param_layout.unflatten(teacher.params)))
-
-
-def _tokens(rng: np.random.Generator, vocab: int, shape: tuple[int, ...], lengths: np.ndarray,
-            eos: bool) -> np.ndarray:
-    """Random ids of the given lengths along the last axis, 0-padded, optionally EOS-terminated."""
-    tokens = rng.integers(2, vocab, shape).astype(np.int32)
-    positions = np.arange(shape[-1])
-    tokens = np.where(positions < lengths[..., None], tokens, 0)
-    if eos:
-        tokens = np.where(positions == lengths[..., None] - 1, 1, tokens)
-    return tokens
 
 
 def _batch(student_vocab: int, teacher_vocab: int, seed: int = 0) -> dict[str, np.ndarray]:

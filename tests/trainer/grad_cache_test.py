@@ -26,6 +26,8 @@ XLA:CPU takes 10-30 s to compile each of these programs on two cores, so the def
 
 import dataclasses
 import functools
+import pathlib
+import sys
 
 import flax.linen as nn
 import jax
@@ -44,6 +46,11 @@ from class_jax.trainer import train_state
 from class_jax.trainer import train_step
 import trainer_testing
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "checkpoints"))
+import checkpoint_fixtures as fx  # pylint: disable=wrong-import-position
+
+_tokens = fx.random_token_rows
+
 NUM_QUERIES, K, QUERY_LEN, PASSAGE_LEN, ANSWER_LEN = 8, 3, 6, 7, 4
 STUDENT_VOCAB, TEACHER_VOCAB = 64, 48
 RTOL = 1e-5
@@ -57,17 +64,6 @@ TEACHER = ModelConfig(vocab_size=TEACHER_VOCAB, emb_dim=8, num_heads=2, head_dim
 LOSS = LossConfig(stage="clr_pt", alpha=8.0)
 MICROBATCH_COUNTS = (1, 2, 4)
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
-
-
-def _tokens(rng: np.random.Generator, vocab: int, shape: tuple[int, ...], lengths: np.ndarray,
-            eos: bool) -> np.ndarray:
-    """Random ids of the given lengths along the last axis, 0-padded (length 0: an empty row), optionally EOS-ended."""
-    tokens = rng.integers(2, vocab, shape).astype(np.int32)
-    positions = np.arange(shape[-1])
-    tokens = np.where(positions < lengths[..., None], tokens, 0)
-    if eos:
-        tokens = np.where((positions == lengths[..., None] - 1) & (lengths[..., None] > 0), 1, tokens)
-    return tokens.astype(np.int32)
 
 
 def _batch(seed: int = 0) -> dict[str, np.ndarray]:
